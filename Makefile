@@ -1,0 +1,53 @@
+# dvc-assistant — two commands for a newcomer: `make run` and `make test`.
+# Both start with `make setup`: a Python 3.10 venv in .venv/ with the locked dependencies.
+
+SHELL := /bin/bash
+PYTHON_VERSION := $(shell cat .python-version)
+# Python 3.10 from pyenv (see .python-version); PYTHON310 overrides it.
+PYTHON310 ?= $(shell (pyenv prefix $(PYTHON_VERSION) 2>/dev/null || true) | sed 's|$$|/bin/python3.10|' | head -1)
+PYTHON310 := $(if $(wildcard $(PYTHON310)),$(PYTHON310),$(shell command -v python3.10))
+UV := .tools/bin/uv
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint train shell evaluate clean help
+
+help:
+	@echo "make run    - install (if needed) and start the whole assistant on embedded defaults"
+	@echo "make test   - install (if needed) and run the full test suite"
+	@echo "make setup  - create .venv (Python 3.10) with the locked dependencies"
+	@echo "make train  - retrain the model     make shell - chat in the terminal"
+	@echo "make lint   - ruff                  make evaluate - intent accuracy on ../shared/eval"
+
+$(UV):
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it with 'pyenv install $(PYTHON_VERSION)' or set PYTHON310=/path/to/python3.10"; exit 1; }
+	$(PYTHON310) -m pip install --quiet --disable-pip-version-check --target .tools uv==0.13.9
+
+# Re-installs only when the lock file or pyproject changed (idempotent, a no-op otherwise).
+$(STAMP): uv.lock pyproject.toml | $(UV)
+	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python $(PYTHON310)
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/python -m bot run
+
+train: setup
+	$(VENV)/bin/python -m bot train
+
+shell: setup
+	$(VENV)/bin/python -m bot shell --start
+
+evaluate: setup
+	$(VENV)/bin/python -m bot evaluate --min-accuracy 0.85
+
+lint: setup
+	$(VENV)/bin/ruff check bot actions tests
+
+test: setup
+	$(VENV)/bin/ruff check bot actions tests
+	$(VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+clean:
+	rm -rf var/ models/*.tar.gz models/.catalog_fingerprint .pytest_cache

@@ -1,0 +1,1 @@
+"""Custom actions for the rasa-sdk action server: answers from the procedure catalog."""

@@ -1,0 +1,205 @@
+"""Actions that answer procedure questions (papers, fee, time, place, online, how-to).
+
+All six share one flow (work out the procedure, then word one kind of fact), so they are
+subclasses of `ProcedureAnswer` that only differ in `render`. Every answer names the
+procedure and its code and links to the portal; a fact the catalog lacks is said to be
+missing, never invented.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.catalog_client import Resolution, get_client
+from actions.formatting import UNKNOWN, bullet_lines, channel_label, duration, heading, link, money
+from bot.catalog.models import Procedure
+from bot.config import Settings
+from bot.text import mask_pii
+
+log = logging.getLogger(__name__)
+ONLINE_WHERE = ("Bạn nộp trực tuyến trên Cổng Dịch vụ công quốc gia ({portal}) hoặc cổng dịch "
+                "vụ công của tỉnh, thành phố nơi bạn làm thủ tục.")
+
+
+class ProcedureAnswer(Action):
+    """Resolve the procedure from entities, the message or the conversation, then answer."""
+
+    intent = "ask_procedure"
+    action_name = "action_answer_procedure"
+
+    def name(self) -> str:
+        return self.action_name
+
+    def render(self, p: Procedure, settings: Settings) -> str:
+        raise NotImplementedError
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: dict[str, Any]) -> list[EventType]:
+        settings = Settings.from_env()
+        message = tracker.latest_message or {}
+        text = message.get("text") or ""
+        entities = message.get("entities") or []
+        client = get_client()
+        with client.session() as s:
+            res = client.resolve(s, entities, text, tracker.get_slot("procedure_code"))
+            if res.procedure is not None:
+                log.info("%s: %s → %s", self.action_name, mask_pii(text[:200]), res.procedure.code)
+                dispatcher.utter_message(text=self.render(res.procedure, settings))
+                return [SlotSet("procedure_code", res.procedure.code)]
+            self._clarify(dispatcher, res)
+        return []
+
+    def _clarify(self, dispatcher: CollectingDispatcher, res: Resolution) -> None:
+        """Offer up to 3 likely procedures as buttons, or say that nothing matched."""
+        if res.candidates:
+            buttons = [
+                {"title": c.name,
+                 "payload": f"/{self.intent}" + json.dumps({"procedure": c.code},
+                                                           ensure_ascii=False)}
+                for c in res.candidates[:3]
+            ]
+            dispatcher.utter_message(
+                text="Bạn đang hỏi về thủ tục nào dưới đây? Bạn chọn giúp mình nhé.",
+                buttons=buttons,
+            )
+            return
+        if res.mentioned:
+            dispatcher.utter_message(
+                text=(f"Mình chưa tìm thấy thủ tục \u201c{res.mentioned}\u201d trong danh mục "
+                      "của mình. Bạn thử gọi tên thủ tục theo cách khác (ví dụ: \u201cđăng ký "
+                      "khai sinh\u201d, \u201ccấp đổi căn cước\u201d), hoặc nhắn \u201cgặp cán "
+                      "bộ\u201d để được hỗ trợ trực tiếp nhé."))
+            return
+        dispatcher.utter_message(
+            text=("Bạn muốn hỏi về thủ tục nào ạ? Bạn cho mình biết tên thủ tục (ví dụ: "
+                  "\u201cđăng ký khai sinh\u201d, \u201clàm hộ chiếu\u201d, \u201ccấp lại căn "
+                  "cước\u201d) để mình tra cứu giúp nhé."))
+
+
+class AnswerProcedure(ProcedureAnswer):
+    """How the procedure works: what it is, its steps, what the citizen receives."""
+
+    intent = "ask_procedure"
+    action_name = "action_answer_procedure"
+
+    def render(self, p: Procedure, settings: Settings) -> str:
+        parts = [f"Thủ tục {heading(p)}."]
+        if p.summary:
+            parts.append(p.summary)
+        if p.steps:
+            parts.append("Các bước thực hiện:\n" + "\n".join(
+                f"{i}. {s.text}" for i, s in enumerate(p.steps, 1)))
+        else:
+            parts.append(f"Các bước thực hiện: {UNKNOWN}.")
+        if p.result:
+            parts.append(f"Kết quả nhận được: {p.result}.")
+        parts.append("Bạn có thể hỏi thêm: cần giấy tờ gì, lệ phí bao nhiêu, bao lâu có kết "
+                     "quả, nộp ở đâu, làm online được không.")
+        parts.append(link(p, settings.portal_url))
+        return "\n\n".join(parts)
+
+
+class AnswerDocuments(ProcedureAnswer):
+    """The papers of the application file, one per line with copies."""
+
+    intent = "ask_documents"
+    action_name = "action_answer_documents"
+
+    def render(self, p: Procedure, settings: Settings) -> str:
+        if not p.documents:
+            body = f"Thành phần hồ sơ: {UNKNOWN}. Bạn vui lòng xem chi tiết tại đường dẫn dưới."
+        else:
+            items = []
+            for d in p.documents:
+                item = d.name
+                if d.copies:
+                    item += f" ({d.copies})"
+                if d.case:
+                    item += f" — {d.case}"
+                items.append(item)
+            body = "Hồ sơ cần chuẩn bị:\n" + bullet_lines(items)
+        return f"Thủ tục {heading(p)}.\n\n{body}\n\n{link(p, settings.portal_url)}"
+
+
+class AnswerFee(ProcedureAnswer):
+    """The fee of each submission channel; unknown stays unknown."""
+
+    intent = "ask_fee"
+    action_name = "action_answer_fee"
+
+    def render(self, p: Procedure, settings: Settings) -> str:
+        if not p.channels:
+            body = f"Phí, lệ phí: {UNKNOWN}."
+        else:
+            lines = []
+            for ch in p.channels:
+                line = f"{channel_label(ch)}: {money(ch.fee)}"
+                if ch.note:
+                    line += f". {ch.note}"
+                lines.append(line)
+            body = "Phí, lệ phí theo cách nộp hồ sơ:\n" + bullet_lines(lines)
+        return f"Thủ tục {heading(p)}.\n\n{body}\n\n{link(p, settings.portal_url)}"
+
+
+class AnswerProcessingTime(ProcedureAnswer):
+    """How long each channel takes."""
+
+    intent = "ask_processing_time"
+    action_name = "action_answer_processing_time"
+
+    def render(self, p: Procedure, settings: Settings) -> str:
+        if not p.channels:
+            body = f"Thời hạn giải quyết: {UNKNOWN}."
+        else:
+            body = "Thời hạn giải quyết:\n" + bullet_lines(
+                [f"{channel_label(ch)}: {duration(ch)}" for ch in p.channels])
+        return f"Thủ tục {heading(p)}.\n\n{body}\n\n{link(p, settings.portal_url)}"
+
+
+class AnswerWhere(ProcedureAnswer):
+    """Which office handles it, at which level, and through which channels."""
+
+    intent = "ask_where"
+    action_name = "action_answer_where"
+
+    def render(self, p: Procedure, settings: Settings) -> str:
+        lines = [f"Cơ quan thực hiện: {p.agency or UNKNOWN}."]
+        if p.level:
+            lines.append(f"Cấp thực hiện: {p.level}.")
+        if p.authority and p.authority != p.agency:
+            lines.append(f"Cơ quan có thẩm quyền: {p.authority}.")
+        if p.channels:
+            lines.append("Cách nộp hồ sơ: " + ", ".join(
+                channel_label(ch).lower() for ch in p.channels) + ".")
+            if any(ch.channel == "online" for ch in p.channels):
+                lines.append(ONLINE_WHERE.format(portal=settings.portal_url))
+        body = "\n".join(lines)
+        return f"Thủ tục {heading(p)}.\n\n{body}\n\n{link(p, settings.portal_url)}"
+
+
+class AnswerOnline(ProcedureAnswer):
+    """Whether it can be done online and how."""
+
+    intent = "ask_online"
+    action_name = "action_answer_online"
+
+    def render(self, p: Procedure, settings: Settings) -> str:
+        online = [ch for ch in p.channels if ch.channel == "online"]
+        if online:
+            ch = online[0]
+            body = ("Có, thủ tục này nộp trực tuyến được. "
+                    + (p.online_howto or ONLINE_WHERE.format(portal=settings.portal_url))
+                    + f"\nLệ phí khi nộp trực tuyến: {money(ch.fee)}."
+                    + f"\nThời hạn giải quyết: {duration(ch)}.")
+        elif p.channels:
+            body = ("Theo danh mục, thủ tục này hiện chưa có kênh nộp trực tuyến; bạn nộp "
+                    + ", ".join(channel_label(c).lower() for c in p.channels) + ".")
+        else:
+            body = f"Cách thức nộp hồ sơ: {UNKNOWN}."
+        return f"Thủ tục {heading(p)}.\n\n{body}\n\n{link(p, settings.portal_url)}"

@@ -1,0 +1,48 @@
+"""Vietnamese wording of catalog facts (money, durations, lists, links).
+
+Kept apart from the actions so every answer words the same fact the same way, and so an
+unknown fact is always said to be unknown rather than silently shown as 0 or blank.
+"""
+
+from __future__ import annotations
+
+from bot.catalog.models import CHANNEL_LABELS, Channel, Procedure
+
+UNKNOWN = "chưa có thông tin trong danh mục"
+
+
+def money(amount: int | None) -> str:
+    """10000 → "10.000 đồng"; 0 → "miễn phí (0 đồng)"; None → unknown."""
+    if amount is None:
+        return UNKNOWN
+    if amount == 0:
+        return "miễn phí (0 đồng)"
+    return f"{amount:,}".replace(",", ".") + " đồng"
+
+
+def duration(ch: Channel) -> str:
+    """The processing time of a channel, or its raw text, or unknown."""
+    if ch.time_value is not None and ch.time_unit:
+        value = int(ch.time_value) if float(ch.time_value).is_integer() else ch.time_value
+        return f"{value} {ch.time_unit}"
+    if ch.time_text:
+        return ch.time_text
+    return UNKNOWN
+
+
+def channel_label(ch: Channel) -> str:
+    return CHANNEL_LABELS.get(ch.channel, ch.channel)
+
+
+def heading(p: Procedure) -> str:
+    """How every answer names the procedure: its name and its code."""
+    return f"{p.display_name} (mã thủ tục {p.code})"
+
+
+def link(p: Procedure, portal_url: str) -> str:
+    url = p.url or f"{portal_url}/p/home/dvc-tthc-thu-tuc-hanh-chinh.html"
+    return f"Xem chi tiết trên Cổng Dịch vụ công quốc gia: {url}"
+
+
+def bullet_lines(items: list[str]) -> str:
+    return "\n".join(f"• {item}" for item in items)

@@ -1,0 +1,3 @@
+"""dvc-assistant: a Vietnamese assistant for administrative procedures and public services."""
+
+__version__ = "0.1.0"

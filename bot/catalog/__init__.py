@@ -1,0 +1,1 @@
+"""The procedure catalog: SQLAlchemy models, seed loading, queries and search."""

@@ -1,0 +1,63 @@
+"""Engine and session factory for the catalog database (SQLite by default, PostgreSQL too)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.catalog.models import Base
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def get_engine(database_url: str) -> Engine:
+    """One engine per URL per process; creates the SQLite file's folder and the tables."""
+    engine = _ENGINES.get(database_url)
+    if engine is not None:
+        return engine
+    url = make_url(database_url)
+    kwargs: dict = {"future": True}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"check_same_thread": False}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(database_url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI types
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.close()
+
+    Base.metadata.create_all(engine)
+    _ENGINES[database_url] = engine
+    return engine
+
+
+def session_factory(database_url: str) -> sessionmaker:
+    """A `sessionmaker` bound to the engine for `database_url`."""
+    return sessionmaker(bind=get_engine(database_url), future=True, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(database_url: str) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    session = session_factory(database_url)()
+    try:
+        yield session
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()

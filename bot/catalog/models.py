@@ -1,0 +1,158 @@
+"""SQLAlchemy ORM models of the procedure catalog (SQLAlchemy 1.4, 2.0-style usage).
+
+One procedure has submission channels (each with its own processing time and fee),
+required documents, steps, legal basis documents, colloquial aliases and fee rules.
+Fees are integers in đồng; `None` means the source does not say, never "free".
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Date, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import declarative_base, relationship
+
+Base = declarative_base()
+
+CHANNELS = ("online", "in_person", "post")
+CHANNEL_LABELS = {"online": "Trực tuyến", "in_person": "Trực tiếp", "post": "Qua bưu chính"}
+
+
+class Procedure(Base):
+    """An administrative procedure identified by the portal's code (e.g. "1.001193")."""
+
+    __tablename__ = "procedures"
+
+    code = Column(String(32), primary_key=True)
+    name = Column(Text, nullable=False)
+    short_name = Column(Text)
+    name_folded = Column(Text, nullable=False, index=False)
+    field = Column(Text)
+    level = Column(Text)
+    agency = Column(Text)
+    authority = Column(Text)
+    url = Column(Text)
+    summary = Column(Text)
+    result = Column(Text)
+    online_howto = Column(Text)
+    source = Column(String(64), nullable=False, default="seed")
+
+    channels = relationship(
+        "Channel", back_populates="procedure", cascade="all, delete-orphan",
+        order_by="Channel.position",
+    )
+    documents = relationship(
+        "Document", back_populates="procedure", cascade="all, delete-orphan",
+        order_by="Document.position",
+    )
+    steps = relationship(
+        "Step", back_populates="procedure", cascade="all, delete-orphan", order_by="Step.position"
+    )
+    legal_basis = relationship(
+        "LegalBasis", back_populates="procedure", cascade="all, delete-orphan",
+        order_by="LegalBasis.position",
+    )
+    aliases = relationship("Alias", back_populates="procedure", cascade="all, delete-orphan")
+    fee_rules = relationship("FeeRule", back_populates="procedure", cascade="all, delete-orphan")
+
+    @property
+    def display_name(self) -> str:
+        """The short human name when we have one, else the official name."""
+        return self.short_name or self.name
+
+
+class Channel(Base):
+    """A way to submit (online / in person / post) with its processing time and fee."""
+
+    __tablename__ = "channels"
+
+    id = Column(Integer, primary_key=True)
+    procedure_code = Column(ForeignKey("procedures.code", ondelete="CASCADE"), index=True)
+    position = Column(Integer, nullable=False, default=0)
+    channel = Column(String(16), nullable=False)
+    time_value = Column(Float)
+    time_unit = Column(String(32))
+    time_text = Column(Text)
+    fee = Column(Integer)  # đồng; None = unknown
+    fee_text = Column(Text)
+    note = Column(Text)
+
+    procedure = relationship("Procedure", back_populates="channels")
+
+
+class Document(Base):
+    """One required paper of the application file."""
+
+    __tablename__ = "documents"
+
+    id = Column(Integer, primary_key=True)
+    procedure_code = Column(ForeignKey("procedures.code", ondelete="CASCADE"), index=True)
+    position = Column(Integer, nullable=False, default=0)
+    name = Column(Text, nullable=False)
+    copies = Column(Text)
+    case = Column(Text)
+
+    procedure = relationship("Procedure", back_populates="documents")
+
+
+class Step(Base):
+    """One step of how the procedure is carried out."""
+
+    __tablename__ = "steps"
+
+    id = Column(Integer, primary_key=True)
+    procedure_code = Column(ForeignKey("procedures.code", ondelete="CASCADE"), index=True)
+    position = Column(Integer, nullable=False, default=0)
+    text = Column(Text, nullable=False)
+
+    procedure = relationship("Procedure", back_populates="steps")
+
+
+class LegalBasis(Base):
+    """A legal document the procedure rests on (number + title)."""
+
+    __tablename__ = "legal_basis"
+
+    id = Column(Integer, primary_key=True)
+    procedure_code = Column(ForeignKey("procedures.code", ondelete="CASCADE"), index=True)
+    position = Column(Integer, nullable=False, default=0)
+    number = Column(Text)
+    title = Column(Text)
+
+    procedure = relationship("Procedure", back_populates="legal_basis")
+
+
+class Alias(Base):
+    """A colloquial name citizens use ("làm lại cccd"); `folded` is the accent-free key."""
+
+    __tablename__ = "aliases"
+    __table_args__ = (UniqueConstraint("procedure_code", "folded"),)
+
+    id = Column(Integer, primary_key=True)
+    procedure_code = Column(ForeignKey("procedures.code", ondelete="CASCADE"), index=True)
+    alias = Column(Text, nullable=False)
+    folded = Column(Text, nullable=False, index=True)
+
+    procedure = relationship("Procedure", back_populates="aliases")
+
+
+class FeeRule(Base):
+    """A fee rule: amount by channel, jurisdiction and validity period, with its basis.
+
+    The foundation derives one national rule per channel from the catalog; local overrides
+    and temporary reductions add rules with their own jurisdiction and dates.
+    """
+
+    __tablename__ = "fee_rules"
+
+    id = Column(Integer, primary_key=True)
+    procedure_code = Column(ForeignKey("procedures.code", ondelete="CASCADE"), index=True)
+    channel = Column(String(16), nullable=False, default="any")
+    amount = Column(Integer)  # đồng; None = unknown
+    jurisdiction = Column(String(64), nullable=False, default="national")
+    valid_from = Column(Date)
+    valid_to = Column(Date)
+    exempt_tags = Column(Text)
+    legal_basis = Column(Text)
+    source = Column(String(64), nullable=False, default="seed")
+    note = Column(Text)
+
+    procedure = relationship("Procedure", back_populates="fee_rules")

@@ -1,0 +1,126 @@
+"""Accent- and typo-tolerant procedure search over names and colloquial aliases.
+
+Scoring: a query and each catalog text (alias, short name, official name) are folded into
+syllables; a text scores by the IDF-weighted share of its syllables (and syllable bigrams,
+for word order) found in the query, so "lam lai cccd" hits the alias "làm lại căn cước
+công dân" through "cccd" and the generic "làm", "cấp" weigh little. Syllables with a typo
+are mapped to the nearest catalog syllable (rapidfuzz) before scoring.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz, process
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from bot.catalog.models import Procedure
+from bot.text import fold_words
+
+# Words that carry the question, not the procedure: never evidence for a match.
+STOPWORDS = frozenset(
+    "toi minh em anh chi ban a oi e muon hoi cho can phai lam sao the nao nhu nao gi "
+    "bao nhieu lau mat tien phi le o dau khong co duoc nhe vay roi thi la va voi nhung "
+    "can gi thu tuc ho so giay to nop online truc tuyen qua mang ngay may ket qua khi "
+    "nao dau xin hoi vui long giup huong dan cach nhieu voi di".split()
+)
+ABBREVIATIONS = {
+    "cccd": "can cuoc cong dan", "cmnd": "chung minh nhan dan", "gplx": "giay phep lai xe",
+    "lltp": "ly lich tu phap", "gpxd": "giay phep xay dung", "hkd": "ho kinh doanh",
+}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One ranked match: the procedure code, its display name and a score in [0, 1]."""
+
+    code: str
+    name: str
+    score: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "name": self.name, "score": round(self.score, 4)}
+
+
+def _expand(words: list[str]) -> list[str]:
+    out: list[str] = []
+    for w in words:
+        out.extend(ABBREVIATIONS.get(w, w).split())
+    return out
+
+
+def _bigrams(words: list[str]) -> set[tuple[str, str]]:
+    return set(zip(words, words[1:], strict=False))
+
+
+@dataclass
+class _Entry:
+    code: str
+    name: str
+    texts: list[tuple[list[str], float]]  # (syllables, weight of this text kind)
+
+
+class CatalogIndex:
+    """An in-memory index of the catalog; rebuild it when the catalog changes."""
+
+    def __init__(self, procedures: list[tuple[str, str, list[tuple[str, float]]]]) -> None:
+        self.entries: list[_Entry] = []
+        df: Counter[str] = Counter()
+        for code, name, texts in procedures:
+            folded = [(_expand(fold_words(t)), w) for t, w in texts if t]
+            self.entries.append(_Entry(code, name, folded))
+            df.update({s for words, _ in folded for s in words})
+        n = max(len(self.entries), 1)
+        self.idf = {s: math.log(1 + n / c) for s, c in df.items()}
+        self.vocab = sorted(self.idf)
+
+    @classmethod
+    def from_session(cls, session: Session) -> CatalogIndex:
+        rows = session.execute(
+            select(Procedure).options(selectinload(Procedure.aliases))
+        ).scalars()
+        procs = []
+        for p in rows:
+            texts = [(a.alias, 1.0) for a in p.aliases]
+            texts += [(p.short_name or "", 0.95), (p.name, 0.9)]
+            procs.append((p.code, p.display_name, texts))
+        return cls(procs)
+
+    def _correct(self, word: str) -> str:
+        """Map a misspelt syllable to the closest catalog syllable (only for len ≥ 3)."""
+        if word in self.idf or len(word) < 3 or not self.vocab:
+            return word
+        best = process.extractOne(word, self.vocab, scorer=fuzz.ratio, score_cutoff=80)
+        return best[0] if best else word
+
+    def query_words(self, text: str) -> list[str]:
+        return [self._correct(w) for w in _expand(fold_words(text))]
+
+    def _score_text(self, q: set[str], qbi: set[tuple[str, str]], words: list[str]) -> float:
+        content = [w for w in words if w not in STOPWORDS] or words
+        total = sum(self.idf.get(w, 1.0) for w in content)
+        if total == 0:
+            return 0.0
+        hit = sum(self.idf.get(w, 1.0) for w in content if w in q)
+        uni = hit / total
+        bi = _bigrams(words)
+        bonus = len(bi & qbi) / len(bi) if bi else uni
+        return 0.75 * uni + 0.25 * bonus
+
+    def search(self, text: str, limit: int = 5, min_score: float = 0.2) -> list[SearchResult]:
+        """Rank procedures for free text; empty when nothing plausible matches."""
+        qwords = self.query_words(text)
+        q = {w for w in qwords if w not in STOPWORDS}
+        if not q:
+            return []
+        qbi = _bigrams(qwords)
+        results = []
+        for e in self.entries:
+            best = max((w * self._score_text(q, qbi, ws) for ws, w in e.texts), default=0.0)
+            if best >= min_score:
+                results.append(SearchResult(e.code, e.name, best))
+        results.sort(key=lambda r: (-r.score, r.code))
+        return results[: max(1, limit)]

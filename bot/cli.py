@@ -1,0 +1,247 @@
+"""Command-line interface: `bot run | train | shell | parse | search | evaluate | catalog`.
+
+Commands that read text (`parse`, `search`) take one text per line on stdin and print one
+JSON object per line, so they compose with shell pipelines and evaluation scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from bot.config import ROOT, Settings
+from bot.text import nfc
+
+log = logging.getLogger("bot")
+
+
+def _stdin_lines(stream: TextIO) -> Iterator[str]:
+    """Non-empty NFC lines of a text stream; undecodable bytes are replaced, not fatal."""
+    if hasattr(stream, "buffer"):
+        stream = open(stream.fileno(), encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    for line in stream:
+        text = nfc(line.rstrip("\r\n"))
+        if text.strip():
+            yield text
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    logging.getLogger("rasa").setLevel(logging.WARNING)
+
+
+def _seed(settings: Settings) -> None:
+    from bot.catalog.db import session_scope
+    from bot.catalog.seed import ensure_seeded
+
+    with session_scope(settings.database_url) as s:
+        report = ensure_seeded(s)
+    if report is not None:
+        print(f"Danh mục thủ tục: {report.summary()}", file=sys.stderr)
+
+
+def _model_or_train(settings: Settings, retrain: bool = False) -> Path:
+    from bot.training import latest_model, train
+
+    model = latest_model(settings.models_dir)
+    if model is None or retrain:
+        print("Chưa có mô hình: đang huấn luyện (vài phút)...", file=sys.stderr)
+        model = train(settings)
+    return model
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.stack import Stack
+
+    _seed(settings)
+    model = _model_or_train(settings, retrain=args.retrain)
+    print(f"Đang khởi động trợ lý với mô hình {model.name}...", file=sys.stderr)
+    stack = Stack(settings, model)
+    try:
+        stack.start()
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"Trợ lý đã sẵn sàng: http://{settings.bot_host}:{settings.bot_port}/  (Ctrl-C để dừng)",
+          flush=True)
+    return stack.wait()
+
+
+def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.gateway.app import run_gateway
+
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+    run_gateway(settings)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.training import train
+
+    _seed(settings)
+    model = train(settings, force=args.force, augment=not args.no_augment,
+                  config=Path(args.config))
+    print(f"Mô hình đã lưu: {model}")
+    return 0
+
+
+def _load_agent(settings: Settings, model: str | None):  # noqa: ANN202 - rasa Agent
+    _quiet_tensorflow()
+    from rasa.core.agent import Agent
+
+    from bot.training import latest_model
+
+    path = Path(model) if model else latest_model(settings.models_dir)
+    if path is None or not path.exists():
+        raise SystemExit("Chưa có mô hình. Chạy `bot train` trước (hoặc `make run`).")
+    return Agent.load(str(path))
+
+
+def parse_result(text: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The stable JSON shape of `bot parse` for one message."""
+    intent = data.get("intent") or {}
+    return {
+        "text": text,
+        "intent": intent.get("name"),
+        "confidence": round(float(intent.get("confidence") or 0.0), 4),
+        "entities": [
+            {"entity": e.get("entity"), "value": e.get("value"), "start": e.get("start"),
+             "end": e.get("end")}
+            for e in data.get("entities") or []
+        ],
+    }
+
+
+def cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
+    agent = _load_agent(settings, args.model)
+
+    async def go() -> None:
+        for text in _stdin_lines(sys.stdin):
+            data = await agent.parse_message(text)
+            print(json.dumps(parse_result(text, data), ensure_ascii=False), flush=True)
+
+    asyncio.run(go())
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.catalog.db import session_scope
+    from bot.catalog.search import CatalogIndex
+    from bot.catalog.seed import ensure_seeded
+
+    with session_scope(settings.database_url) as s:
+        ensure_seeded(s)
+        index = CatalogIndex.from_session(s)
+    for text in _stdin_lines(sys.stdin):
+        results = [r.as_dict() for r in index.search(text, limit=args.limit)]
+        print(json.dumps({"text": text, "results": results}, ensure_ascii=False), flush=True)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.evaluation import evaluate_file
+
+    agent = _load_agent(settings, args.model)
+    report = asyncio.run(evaluate_file(agent, Path(args.data), settings))
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    if args.min_accuracy is not None and report["intent_accuracy"] < args.min_accuracy:
+        print(f"intent accuracy {report['intent_accuracy']:.3f} < {args.min_accuracy}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_shell(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.shell import run_shell
+
+    return run_shell(settings, start=args.start)
+
+
+def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.catalog.db import session_scope
+    from bot.catalog.seed import CatalogError, read_catalog_file, upsert_records
+
+    path = Path(args.path)
+    try:
+        records = read_catalog_file(path)
+    except CatalogError as exc:
+        print(f"Lỗi: {exc}", file=sys.stderr)
+        return 2
+    with session_scope(settings.database_url) as s:
+        report = upsert_records(s, records, source=f"file:{path.name}")
+    for err in report.errors:
+        print(f"Bỏ qua {err}", file=sys.stderr)
+    print(report.summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bot",
+        description="dvc-assistant: trợ lý ảo thủ tục hành chính (Rasa 3.6 + Underthesea). "
+                    "Settings come from environment variables; see .env.example.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="start action server, Rasa and the gateway (trains if needed)")
+    r.add_argument("--retrain", action="store_true", help="train a new model before starting")
+    r.set_defaults(func=cmd_run)
+
+    g = sub.add_parser("gateway", help="run only the aiohttp gateway (Rasa must be running)")
+    g.set_defaults(func=cmd_gateway)
+
+    t = sub.add_parser("train", help="train a model into MODELS_DIR")
+    t.add_argument("--force", action="store_true", help="retrain even if nothing changed")
+    t.add_argument("--no-augment", action="store_true",
+                   help="do not add accent-free copies of the training examples")
+    t.add_argument("--config", default=str(ROOT / "config.yml"), help="Rasa config file")
+    t.set_defaults(func=cmd_train)
+
+    sh = sub.add_parser("shell", help="chat with the assistant in the terminal")
+    sh.add_argument("--start", action="store_true",
+                    help="start the assistant first (otherwise talk to a running one)")
+    sh.set_defaults(func=cmd_shell)
+
+    pa = sub.add_parser("parse", help="stdin: one text per line → JSON lines with intent/entities")
+    pa.add_argument("--model", help="model file (default: newest in MODELS_DIR)")
+    pa.set_defaults(func=cmd_parse)
+
+    se = sub.add_parser("search", help="stdin: one text per line → JSON lines of procedures")
+    se.add_argument("--limit", type=int, default=5, help="results per line (default 5)")
+    se.set_defaults(func=cmd_search)
+
+    ev = sub.add_parser("evaluate", help="intent accuracy and procedure hits on a JSONL eval set")
+    ev.add_argument("--data", default=str(ROOT.parent / "shared" / "eval" / "citizen_dev.jsonl"))
+    ev.add_argument("--model", help="model file (default: newest in MODELS_DIR)")
+    ev.add_argument("--min-accuracy", type=float, help="exit 1 below this intent accuracy")
+    ev.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("catalog", help="catalog management")
+    csub = c.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
+    cl = csub.add_parser("load", help="upsert a catalog YAML file (data/catalog format)")
+    cl.add_argument("path")
+    cl.set_defaults(func=cmd_catalog_load)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    if args.command == "search" and not 1 <= args.limit <= 50:
+        print("--limit phải trong khoảng 1..50", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,79 @@
+"""Runtime settings read from environment variables.
+
+Every knob lives here so that `.env.example`, the README and the code agree on one list,
+and so that tests can build a `Settings` for their own ports without touching `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:  # a clear message instead of a traceback deep in startup
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
+
+
+def default_database_url() -> str:
+    """SQLite file under var/: needs no server, survives restarts, ignored by git."""
+    return f"sqlite:///{ROOT / 'var' / 'dvc.sqlite3'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All runtime configuration; build with `Settings.from_env()`."""
+
+    bot_host: str = "127.0.0.1"
+    bot_port: int = 8080
+    rasa_port: int = 5005
+    actions_port: int = 5055
+    rasa_url: str = "http://127.0.0.1:5005"
+    actions_url: str = "http://127.0.0.1:5055"
+    database_url: str = field(default_factory=default_database_url)
+    models_dir: Path = ROOT / "models"
+    portal_url: str = "https://dichvucong.gov.vn"
+    support_hotline: str = "18001096"
+    rasa_timeout: float = 30.0
+    max_message_bytes: int = 4096
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Read settings from `env` (default: the process environment)."""
+        env = dict(os.environ if env is None else env)
+        rasa_port = _int(env, "RASA_PORT", 5005)
+        actions_port = _int(env, "ACTIONS_PORT", 5055)
+        return cls(
+            bot_host=env.get("BOT_HOST", "127.0.0.1"),
+            bot_port=_int(env, "BOT_PORT", 8080),
+            rasa_port=rasa_port,
+            actions_port=actions_port,
+            rasa_url=env.get("RASA_URL") or f"http://127.0.0.1:{rasa_port}",
+            actions_url=env.get("ACTIONS_URL") or f"http://127.0.0.1:{actions_port}",
+            database_url=env.get("DATABASE_URL") or default_database_url(),
+            models_dir=Path(env.get("MODELS_DIR") or ROOT / "models"),
+            portal_url=(env.get("PORTAL_URL") or "https://dichvucong.gov.vn").rstrip("/"),
+            support_hotline=env.get("SUPPORT_HOTLINE") or "18001096",
+            rasa_timeout=_float(env, "RASA_TIMEOUT", 30.0),
+            max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", 4096),
+            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+        )

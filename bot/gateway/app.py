@@ -1,0 +1,400 @@
+"""The public HTTP gateway: chat API in front of Rasa, catalog search, health, chat page.
+
+Citizens and channel adapters never talk to Rasa directly. The gateway validates input
+(size, encoding, shape) before anything reaches the NLU, NFC-normalises Vietnamese text,
+masks personal data in logs, and turns every Rasa failure into a polite Vietnamese
+apology instead of a stack trace. Built as an aiohttp application factory so that the
+CLI, the unit tests and the integration tests all run the same `create_app(settings)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from sqlalchemy import text as sql_text
+
+from bot.catalog.db import session_scope
+from bot.catalog.search import CatalogIndex
+from bot.catalog.seed import ensure_seeded
+from bot.config import Settings
+from bot.gateway.errors import (
+    ApiError,
+    error_body,
+    json_error_middleware,
+    json_response,
+    security_headers_middleware,
+)
+from bot.gateway.rasa_client import HEALTH_TIMEOUT, RasaClient, RasaUnavailable
+from bot.text import mask_pii, nfc
+
+log = logging.getLogger("bot.gateway")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+MAX_SENDER_CHARS = 128
+MAX_QUERY_CHARS = 500
+DEFAULT_SEARCH_LIMIT = 5
+MAX_SEARCH_LIMIT = 20
+LOG_TEXT_CHARS = 200
+
+_LIMIT_RE = re.compile(r"[0-9]{1,6}")  # ASCII only: int() would also accept "٥" or " 5 "
+
+
+@dataclass(frozen=True)
+class CatalogState:
+    """The search index built at startup, or why it could not be built.
+
+    A broken seed file must not stop the chat from working, so a failed load is kept
+    as an error that /healthz reports and search answers with 503.
+    """
+
+    index: CatalogIndex | None
+    size: int = 0
+    error: str | None = None
+
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+RASA_KEY = web.AppKey("rasa_client", RasaClient)
+CATALOG_KEY = web.AppKey("catalog", CatalogState)
+
+
+def body_limit(settings: Settings) -> int:
+    """Largest accepted chat request body, in bytes.
+
+    `max_message_bytes` bounds the citizen's text (UTF-8). The JSON envelope is allowed
+    to be bigger because clients such as Python's `json.dumps` escape each Vietnamese
+    letter as `\\uXXXX` (up to 3x the UTF-8 size for emoji surrogate pairs), plus room for
+    the sender id and metadata. Anything beyond is refused before it is parsed.
+    """
+    return 3 * settings.max_message_bytes + 2048
+
+
+def apology(settings: Settings) -> str:
+    """The message shown when the assistant cannot answer; always offers the hotline."""
+    return (
+        "Xin lỗi, hệ thống trợ lý đang bận hoặc tạm gián đoạn. Bạn vui lòng thử lại sau "
+        f"ít phút, hoặc gọi tổng đài {settings.support_hotline} để được hỗ trợ."
+    )
+
+
+def for_log(value: str) -> str:
+    """Citizen text as it may appear in a log: PII masked first, then truncated.
+
+    Masking before truncating matters: cutting first could split a citizen ID so the
+    12-digit pattern no longer matches and 9 raw digits would be logged.
+    """
+    masked = mask_pii(value)
+    if len(masked) > LOG_TEXT_CHARS:
+        masked = masked[:LOG_TEXT_CHARS] + "…"
+    return masked
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+async def rasa_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One pooled HTTP session for all calls to Rasa and the action server."""
+    settings = app[SETTINGS_KEY]
+    timeout = aiohttp.ClientTimeout(total=settings.rasa_timeout)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        app[RASA_KEY] = RasaClient(session, settings.rasa_url, settings.actions_url)
+        yield
+
+
+def _load_catalog(database_url: str) -> CatalogState:
+    """Seed an empty catalog and build the in-memory search index (blocking)."""
+    with session_scope(database_url) as session:
+        report = ensure_seeded(session)
+        index = CatalogIndex.from_session(session)
+    if report is not None:
+        log.info("catalog seeded: %s", report.summary())
+    return CatalogState(index=index, size=len(index.entries))
+
+
+async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Build the search index once, off the event loop (SQLAlchemy here is synchronous)."""
+    settings = app[SETTINGS_KEY]
+    try:
+        state = await asyncio.to_thread(_load_catalog, settings.database_url)
+        log.info("catalog loaded: %d procedures", state.size)
+    except Exception as exc:  # keep chatting even if the catalog is broken; /healthz says so
+        log.exception("catalog could not be loaded")
+        state = CatalogState(index=None, error=f"{type(exc).__name__}: {exc}"[:300])
+    app[CATALOG_KEY] = state
+    yield
+
+
+# --------------------------------------------------------------------------- chat
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """Read at most `limit` bytes, trusting neither Content-Length nor chunked encoding."""
+    too_large = ApiError(
+        413, "too_large", f"Nội dung gửi lên quá lớn (tối đa {limit} byte)."
+    )
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _utf8_len(value: str, field: str) -> int:
+    """UTF-8 size; JSON may smuggle lone surrogates ("\\ud800") that cannot be encoded."""
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ApiError(
+            400, "invalid_encoding", f"Trường '{field}' chứa ký tự Unicode không hợp lệ."
+        ) from exc
+
+
+def _required_str(data: dict[str, Any], field: str) -> str:
+    if field not in data or data[field] is None:
+        raise ApiError(422, "missing_field", f"Thiếu trường bắt buộc '{field}'.")
+    value = data[field]
+    if not isinstance(value, str):
+        raise ApiError(422, "invalid_field", f"Trường '{field}' phải là chuỗi ký tự.")
+    return value
+
+
+def parse_chat_request(raw: bytes, settings: Settings) -> tuple[str, str, dict[str, Any]]:
+    """Validate a chat body; return (sender, NFC text, metadata) or raise `ApiError`."""
+    try:
+        decoded = raw.decode("utf-8-sig")  # tolerate a BOM from Windows tools
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            400, "invalid_encoding", "Nội dung phải được mã hoá UTF-8."
+        ) from exc
+    try:
+        data = json.loads(decoded)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", "Nội dung gửi lên không phải JSON hợp lệ.") from exc
+    if not isinstance(data, dict):
+        raise ApiError(
+            400, "invalid_body",
+            "Nội dung phải là một đối tượng JSON có các trường 'sender' và 'text'.",
+        )
+
+    sender = _required_str(data, "sender")
+    text = _required_str(data, "text")
+    _utf8_len(sender, "sender")
+    if not sender.strip():
+        raise ApiError(422, "invalid_field", "Trường 'sender' không được để trống.")
+    if len(sender) > MAX_SENDER_CHARS:
+        raise ApiError(
+            422, "invalid_field", f"Trường 'sender' dài tối đa {MAX_SENDER_CHARS} ký tự."
+        )
+
+    text = nfc(text).strip()
+    if _utf8_len(text, "text") > settings.max_message_bytes:
+        raise ApiError(
+            413, "too_large",
+            f"Câu hỏi quá dài (tối đa {settings.max_message_bytes} byte). "
+            "Bạn vui lòng rút gọn hoặc chia thành nhiều câu.",
+        )
+    if not text:
+        raise ApiError(422, "empty_text", "Bạn chưa nhập nội dung câu hỏi.")
+
+    metadata = data.get("metadata")
+    if metadata is None:
+        metadata = {}
+    elif not isinstance(metadata, dict):
+        raise ApiError(422, "invalid_field", "Trường 'metadata' phải là một đối tượng JSON.")
+    return sender, text, metadata
+
+
+async def chat(request: web.Request) -> web.Response:
+    """POST /api/v1/chat: forward one citizen message to Rasa's REST channel."""
+    settings = request.app[SETTINGS_KEY]
+    raw = await _read_body(request, body_limit(settings))
+    sender, text, metadata = parse_chat_request(raw, settings)
+    log.info("chat turn sender=%r text=%r", for_log(sender), for_log(text))
+
+    started = time.monotonic()
+    try:
+        messages = await request.app[RASA_KEY].send(
+            sender, text, {"channel": "web", **metadata}
+        )
+    except RasaUnavailable as exc:
+        log.warning("assistant unavailable for sender=%r: %s", for_log(sender), exc)
+        message = apology(settings)
+        return json_response(
+            {
+                "messages": [{"text": message, "buttons": []}],
+                **error_body("assistant_unavailable", message),
+            },
+            status=503,
+            headers={"Retry-After": "30"},
+        )
+    log.info(
+        "chat reply sender=%r messages=%d in %.2fs",
+        for_log(sender), len(messages), time.monotonic() - started,
+    )
+    return json_response({"messages": messages})
+
+
+# --------------------------------------------------------------------------- search
+
+
+def _search_params(query: Any) -> tuple[str, int]:
+    q = query.get("q")
+    if q is None:
+        raise ApiError(422, "missing_field", "Thiếu tham số 'q' (nội dung cần tìm).")
+    q = nfc(q).strip()
+    if not q:
+        raise ApiError(422, "empty_query", "Tham số 'q' không được để trống.")
+    if len(q) > MAX_QUERY_CHARS:
+        raise ApiError(
+            422, "invalid_field", f"Tham số 'q' dài tối đa {MAX_QUERY_CHARS} ký tự."
+        )
+    raw_limit = query.get("limit")
+    if raw_limit is None:
+        return q, DEFAULT_SEARCH_LIMIT
+    if not _LIMIT_RE.fullmatch(raw_limit) or not (
+        1 <= int(raw_limit) <= MAX_SEARCH_LIMIT
+    ):
+        raise ApiError(
+            422, "invalid_field",
+            f"Tham số 'limit' phải là số nguyên từ 1 đến {MAX_SEARCH_LIMIT}.",
+        )
+    return q, int(raw_limit)
+
+
+async def search_procedures(request: web.Request) -> web.Response:
+    """GET /api/v1/procedures/search: accent- and typo-tolerant catalog lookup."""
+    q, limit = _search_params(request.query)
+    state = request.app[CATALOG_KEY]
+    if state.index is None:
+        raise ApiError(
+            503, "catalog_unavailable",
+            "Danh mục thủ tục tạm thời không sẵn sàng. Bạn vui lòng thử lại sau.",
+        )
+    # Typo correction runs rapidfuzz over the vocabulary: keep it off the event loop.
+    results = await asyncio.to_thread(state.index.search, q, limit)
+    return json_response({"results": [r.as_dict() for r in results]})
+
+
+# --------------------------------------------------------------------------- health
+
+
+def _db_ping(database_url: str) -> None:
+    with session_scope(database_url) as session:
+        session.execute(sql_text("SELECT 1"))
+
+
+async def _check_database(app: web.Application) -> tuple[bool, str]:
+    try:
+        await asyncio.wait_for(
+            asyncio.to_thread(_db_ping, app[SETTINGS_KEY].database_url), HEALTH_TIMEOUT
+        )
+    except asyncio.TimeoutError:
+        return False, f"SELECT 1 did not answer within {HEALTH_TIMEOUT:g}s"
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"[:300]
+    state = app[CATALOG_KEY]
+    if state.index is None:
+        return False, f"SELECT 1 ok, but the catalog failed to load: {state.error}"
+    return True, f"SELECT 1 ok; catalog has {state.size} procedures"
+
+
+async def _guarded(name: str, check: Awaitable[tuple[bool, str]]) -> dict[str, Any]:
+    """Run one check so that a bug in it reports "not ok" instead of failing /healthz."""
+    try:
+        ok, detail = await check
+    except Exception as exc:
+        log.exception("health check %s crashed", name)
+        ok, detail = False, f"{type(exc).__name__}: {exc}"
+    return {"ok": ok, "detail": detail}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz: Rasa, action server and database, probed concurrently."""
+    app = request.app
+    rasa = app[RASA_KEY]
+    names = ("rasa", "actions", "database")
+    results = await asyncio.gather(
+        _guarded("rasa", rasa.check_rasa()),
+        _guarded("actions", rasa.check_actions()),
+        _guarded("database", _check_database(app)),
+    )
+    checks = dict(zip(names, results, strict=True))
+    healthy = all(c["ok"] for c in results)
+    return json_response(
+        {"status": "ok" if healthy else "degraded", "checks": checks},
+        status=200 if healthy else 503,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+# --------------------------------------------------------------------------- page
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    """GET /: the chat page; no-cache so a redeploy is picked up on reload."""
+    return web.FileResponse(
+        STATIC_DIR / "index.html",
+        headers={"Cache-Control": "no-cache", "Content-Type": "text/html; charset=utf-8"},
+    )
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the gateway application; resources are opened by its cleanup contexts."""
+    app = web.Application(
+        middlewares=[security_headers_middleware, json_error_middleware],
+        # Above our own body limit so oversized chat bodies get our JSON 413; other
+        # routes never read a body.
+        client_max_size=body_limit(settings) + 1024,
+    )
+    app[SETTINGS_KEY] = settings
+    app.cleanup_ctx.append(rasa_client_ctx)
+    app.cleanup_ctx.append(catalog_ctx)
+    app.router.add_post("/api/v1/chat", chat)
+    app.router.add_get("/api/v1/procedures/search", search_procedures)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", STATIC_DIR)
+    return app
+
+
+class MaskingAccessLogger(AbstractAccessLogger):
+    """Access log without query strings (search queries are citizen text) and masked paths."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %s %.3fs',
+            request.remote, request.method, for_log(request.path), response.status, time,
+        )
+
+
+def run_gateway(settings: Settings) -> None:
+    """Serve the gateway until interrupted (blocking)."""
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    web.run_app(
+        create_app(settings),
+        host=settings.bot_host,
+        port=settings.bot_port,
+        access_log_class=MaskingAccessLogger,
+    )
