@@ -90,27 +90,42 @@ class CatalogIndex:
         return cls(procs)
 
     def _correct(self, word: str) -> str:
-        """Map a misspelt syllable to the closest catalog syllable (only for len ≥ 3)."""
-        if word in self.idf or len(word) < 3 or not self.vocab:
+        """Map a misspelt syllable to the closest catalog syllable (only for len ≥ 4).
+
+        Short syllables are left alone: "hôm" is one letter from "hộ" but not a typo of it.
+        """
+        if word in self.idf or len(word) < 4 or not self.vocab:
             return word
-        best = process.extractOne(word, self.vocab, scorer=fuzz.ratio, score_cutoff=80)
+        best = process.extractOne(word, self.vocab, scorer=fuzz.ratio, score_cutoff=85)
         return best[0] if best else word
 
     def query_words(self, text: str) -> list[str]:
         return [self._correct(w) for w in _expand(fold_words(text))]
 
+    def _weight(self, words: set[str]) -> float:
+        return sum(self.idf.get(w, 1.0) for w in words)
+
     def _score_text(self, q: set[str], qbi: set[tuple[str, str]], words: list[str]) -> float:
-        content = [w for w in words if w not in STOPWORDS] or words
-        total = sum(self.idf.get(w, 1.0) for w in content)
+        """How well one catalog text matches the query, in [0, 1].
+
+        60% how much of the text the query covers, 15% shared word order (bigrams), 25% how
+        much of the query the text explains, so "làm lại cccd" prefers "cấp lại căn cước"
+        over "làm căn cước" although both are fully covered.
+        """
+        content = {w for w in words if w not in STOPWORDS} or set(words)
+        total = self._weight(content)
         if total == 0:
             return 0.0
-        hit = sum(self.idf.get(w, 1.0) for w in content if w in q)
-        uni = hit / total
+        uni = self._weight(content & q) / total
         bi = _bigrams(words)
-        bonus = len(bi & qbi) / len(bi) if bi else uni
-        return 0.75 * uni + 0.25 * bonus
+        order = len(bi & qbi) / len(bi) if bi else uni
+        explained = self._weight(q & set(words)) / (self._weight(q) or 1.0)
+        score = 0.6 * uni + 0.15 * order + 0.25 * explained
+        if len(content & q) < 2 <= len(content):
+            score *= 0.5  # one shared syllable ("thời", "mua") is not a match of a phrase
+        return score
 
-    def search(self, text: str, limit: int = 5, min_score: float = 0.2) -> list[SearchResult]:
+    def search(self, text: str, limit: int = 5, min_score: float = 0.3) -> list[SearchResult]:
         """Rank procedures for free text; empty when nothing plausible matches."""
         qwords = self.query_words(text)
         q = {w for w in qwords if w not in STOPWORDS}

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from bot.catalog.models import (
     CHANNELS,
@@ -159,6 +159,13 @@ def _apply(p: Procedure, rec: dict[str, Any], source: str) -> None:
         setattr(p, key, rec[key])
     p.name_folded = fold(rec["name"])
     p.source = source
+    session = object_session(p)
+    if session is not None:
+        # Delete the old children first: inserting the new ones before the orphans are
+        # removed would break the (procedure, alias) unique constraint.
+        p.channels, p.documents, p.steps, p.legal_basis, p.aliases, p.fee_rules = (
+            [], [], [], [], [], [])
+        session.flush()
     p.channels = [Channel(position=i, **c) for i, c in enumerate(rec["channels"])]
     p.documents = [Document(position=i, **d) for i, d in enumerate(rec["documents"])]
     p.steps = [Step(position=i, text=s) for i, s in enumerate(rec["steps"])]

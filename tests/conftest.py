@@ -1,0 +1,67 @@
+"""Shared fixtures: a real SQLite catalog per test, and the shipped seed catalog."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Keep TensorFlow quiet in test output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture()
+def db_url(tmp_path: Path) -> str:
+    """A fresh SQLite database file for one test."""
+    return f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+
+
+@pytest.fixture()
+def seeded_db(db_url: str) -> Iterator[str]:
+    """A database loaded with the shipped seed catalog (data/catalog/)."""
+    from bot.catalog.db import session_scope
+    from bot.catalog.seed import load_seed
+
+    with session_scope(db_url) as s:
+        report = load_seed(s)
+    assert report.rejected == 0, report.errors
+    yield db_url
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """A model trained once per test session from this checkout's data and seed catalog.
+
+    DVC_TEST_MODEL=/path/model.tar.gz reuses a model (for quick local iterations only; CI
+    always trains, so the tests cover the training path).
+    """
+    from bot.catalog.db import session_scope
+    from bot.catalog.seed import load_seed
+    from bot.config import Settings
+    from bot.training import train
+
+    base = tmp_path_factory.mktemp("assistant")
+    settings = Settings.from_env({
+        "DATABASE_URL": f"sqlite:///{base / 'catalog.sqlite3'}",
+        "MODELS_DIR": str(base / "models"),
+        "BOT_PORT": str(free_port()), "RASA_PORT": str(free_port()),
+        "ACTIONS_PORT": str(free_port()),
+    })
+    with session_scope(settings.database_url) as s:
+        load_seed(s)
+    reuse = os.environ.get("DVC_TEST_MODEL")
+    model = Path(reuse) if reuse else train(settings)
+    return settings, model

@@ -1,0 +1,177 @@
+"""Each custom action against a real SQLite catalog loaded with the shipped seed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.answers import (
+    AnswerDocuments,
+    AnswerFee,
+    AnswerOnline,
+    AnswerProcedure,
+    AnswerProcessingTime,
+    AnswerWhere,
+)
+from actions.formatting import duration, money
+from actions.status import CheckStatus
+from bot.catalog.db import session_scope
+from bot.catalog.models import Procedure
+from bot.catalog.seed import upsert_records
+from bot.text import fold
+
+
+@pytest.fixture()
+def catalog(seeded_db: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DATABASE_URL", seeded_db)
+    return seeded_db
+
+
+def tracker(text: str, entities: list[dict] | None = None, slots: dict | None = None,
+            intent: str = "ask_documents") -> Tracker:
+    return Tracker(
+        sender_id="test", slots=slots or {}, latest_message={
+            "text": text, "intent": {"name": intent, "confidence": 0.99},
+            "entities": entities or []},
+        events=[], paused=False, followup_action=None, active_loop={},
+        latest_action_name="action_listen",
+    )
+
+
+def run(action, trk: Tracker) -> tuple[list[dict], list[dict]]:
+    dispatcher = CollectingDispatcher()
+    events = action.run(dispatcher, trk, {})
+    return dispatcher.messages, events
+
+
+def find(db_url: str, name_part: str) -> Procedure:
+    with session_scope(db_url) as s:
+        for p in s.query(Procedure).order_by(Procedure.code).all():
+            if fold(name_part) in fold(p.name):
+                _ = (p.channels, p.documents, p.steps, p.legal_basis)  # load before close
+                return p
+    raise AssertionError(f"no seed procedure named like {name_part!r}")
+
+
+def test_documents_by_code_entity(catalog: str) -> None:
+    p = find(catalog, "đăng ký khai sinh")
+    msgs, events = run(AnswerDocuments(), tracker("cần giấy tờ gì", [
+        {"entity": "procedure", "value": p.code, "start": 0, "end": 3}]))
+    text = msgs[0]["text"]
+    assert p.code in text and p.url in text
+    for d in p.documents:
+        assert d.name in text
+    assert {"event": "slot", "name": "procedure_code", "value": p.code, "timestamp": None} \
+        in events
+
+
+def test_fee_lists_every_channel_with_amount(catalog: str) -> None:
+    p = find(catalog, "cấp phiếu lý lịch tư pháp")
+    msgs, _ = run(AnswerFee(), tracker("phí bao nhiêu", [
+        {"entity": "procedure", "value": p.code}], intent="ask_fee"))
+    text = msgs[0]["text"]
+    assert p.code in text
+    for ch in p.channels:
+        assert money(ch.fee) in text
+
+
+def test_processing_time_follow_up_uses_the_conversation_slot(catalog: str) -> None:
+    p = find(catalog, "đăng ký kết hôn")
+    msgs, _ = run(AnswerProcessingTime(), tracker(
+        "bao lâu thì có", slots={"procedure_code": p.code}, intent="ask_processing_time"))
+    text = msgs[0]["text"]
+    assert p.code in text
+    for ch in p.channels:
+        assert duration(ch) in text
+
+
+def test_entity_words_resolved_by_search(catalog: str) -> None:
+    p = find(catalog, "đăng ký tạm trú")
+    msgs, events = run(AnswerWhere(), tracker("dang ky tam tru o dau", [
+        {"entity": "procedure", "value": "dang ky tam tru", "start": 0, "end": 15}],
+        intent="ask_where"))
+    assert p.code in msgs[0]["text"]
+    assert p.agency in msgs[0]["text"]
+    assert events[0]["value"] == p.code
+
+
+def test_new_procedure_overrides_the_slot(catalog: str) -> None:
+    old = find(catalog, "đăng ký khai sinh")
+    new = find(catalog, "đăng ký kết hôn")
+    msgs, _ = run(AnswerFee(), tracker("còn đăng ký kết hôn thì phí bao nhiêu", [
+        {"entity": "procedure", "value": new.code}], slots={"procedure_code": old.code},
+        intent="ask_fee"))
+    assert new.code in msgs[0]["text"] and old.code not in msgs[0]["text"]
+
+
+def test_ambiguous_name_asks_with_at_most_three_buttons(catalog: str) -> None:
+    msgs, events = run(AnswerFee(), tracker("căn cước", [
+        {"entity": "procedure", "value": "căn cước", "text": "căn cước"}], intent="ask_fee"))
+    buttons = msgs[0]["buttons"]
+    assert 2 <= len(buttons) <= 3
+    for b in buttons:
+        assert b["payload"].startswith("/ask_fee{")
+        code = json.loads(b["payload"][len("/ask_fee"):])["procedure"]
+        with session_scope(catalog) as s:
+            assert s.get(Procedure, code) is not None
+    assert events == []
+
+
+def test_nothing_matches_says_so(catalog: str) -> None:
+    msgs, events = run(AnswerDocuments(), tracker("xin visa du hành sao hỏa", [
+        {"entity": "procedure", "value": "xin visa du hành sao hỏa", "text": "xin visa du hành sao hỏa"}]))
+    assert "chưa tìm thấy" in msgs[0]["text"] and "sao hỏa" in msgs[0]["text"]
+    assert not msgs[0]["buttons"] and events == []
+
+
+def test_no_procedure_at_all_asks_which(catalog: str) -> None:
+    msgs, _ = run(AnswerProcedure(), tracker("thủ tục thế nào", intent="ask_procedure"))
+    assert "thủ tục nào" in msgs[0]["text"]
+
+
+def test_procedure_answer_has_steps_and_link(catalog: str) -> None:
+    p = find(catalog, "đăng ký khai sinh")
+    msgs, _ = run(AnswerProcedure(), tracker("làm thế nào", [
+        {"entity": "procedure", "value": p.code}], intent="ask_procedure"))
+    text = msgs[0]["text"]
+    assert p.steps and p.steps[0].text in text
+    assert p.url in text
+
+
+def test_online_answer_reflects_the_channels(catalog: str) -> None:
+    p = find(catalog, "đăng ký khai sinh")
+    online = [c for c in p.channels if c.channel == "online"]
+    msgs, _ = run(AnswerOnline(), tracker("làm online được không", [
+        {"entity": "procedure", "value": p.code}], intent="ask_online"))
+    text = msgs[0]["text"]
+    if online:
+        assert text.count("Có, thủ tục này nộp trực tuyến được") == 1
+        assert money(online[0].fee) in text
+    else:
+        assert "chưa có kênh nộp trực tuyến" in text
+
+
+def test_missing_facts_are_said_missing_not_invented(catalog: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    with session_scope(catalog) as s:
+        upsert_records(s, [{"code": "9.000001", "name": "Thủ tục thử thiếu dữ liệu",
+                            "channels": [{"channel": "in_person"}]}], source="test")
+    for action, needle in ((AnswerFee(), "chưa có thông tin"),
+                           (AnswerProcessingTime(), "chưa có thông tin"),
+                           (AnswerDocuments(), "chưa có thông tin"),
+                           (AnswerOnline(), "chưa có kênh nộp trực tuyến")):
+        msgs, _ = run(action, tracker("?", [{"entity": "procedure", "value": "9.000001"}]))
+        assert needle in msgs[0]["text"], action.name()
+        assert "0 đồng" not in msgs[0]["text"]
+
+
+def test_check_status_with_and_without_code(catalog: str) -> None:
+    msgs, events = run(CheckStatus(), tracker(
+        "hồ sơ 000.00.17.h29-240512-0031 đến đâu rồi", intent="check_status"))
+    assert "000.00.17.H29-240512-0031" in msgs[0]["text"]
+    assert events[0]["value"] == "000.00.17.H29-240512-0031"
+    msgs, events = run(CheckStatus(), tracker("hồ sơ của tôi đến đâu rồi", intent="check_status"))
+    assert "mã số hồ sơ" in msgs[0]["text"] and events == []

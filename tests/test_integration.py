@@ -1,0 +1,159 @@
+"""The whole assistant: real action server, real Rasa server, real gateway, real database.
+
+The processes are started by `bot.stack.Stack`, the same code `bot run` uses.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from bot.catalog.db import session_scope
+from bot.catalog.models import Procedure
+from bot.stack import Stack
+from bot.text import fold
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture(scope="module")
+def stack(trained) -> Iterator[Stack]:
+    settings, model = trained
+    st = Stack(settings, model, log_dir=model.parent / "logs")
+    st.start()
+    yield st
+    st.stop()
+
+
+def base(st: Stack) -> str:
+    return f"http://{st.settings.bot_host}:{st.settings.bot_port}"
+
+
+def chat(st: Stack, sender: str, text: str) -> tuple[int, list[dict]]:
+    status, body = http("POST", f"{base(st)}/api/v1/chat", {"sender": sender, "text": text})
+    return status, body.get("messages", [])
+
+
+def code_of(st: Stack, name_part: str) -> Procedure:
+    with session_scope(st.settings.database_url) as s:
+        for p in s.query(Procedure).order_by(Procedure.code).all():
+            if fold(name_part) in fold(p.name):
+                _ = (p.channels, p.documents)
+                return p
+    raise AssertionError(name_part)
+
+
+def test_healthz_reports_all_parts_ok(stack: Stack) -> None:
+    status, body = http("GET", f"{base(stack)}/healthz")
+    assert status == 200, body
+    assert body["status"] == "ok"
+    assert all(body["checks"][k]["ok"] for k in ("rasa", "actions", "database"))
+
+
+def test_birth_registration_conversation(stack: Stack) -> None:
+    """greet → documents → fee follow-up → time follow-up, all from the catalog."""
+    birth = code_of(stack, "đăng ký khai sinh")
+    sender = "it-birth"
+    status, msgs = chat(stack, sender, "chào bạn")
+    assert status == 200 and "Xin chào" in msgs[0]["text"]
+
+    status, msgs = chat(stack, sender, "làm giấy khai sinh cho con cần gì")
+    text = "\n".join(m["text"] for m in msgs)
+    if msgs[0]["buttons"]:  # the bot may ask which variant: pick the commune-level one
+        assert any(birth.code in b["payload"] for b in msgs[0]["buttons"]), msgs
+        payload = next(b["payload"] for b in msgs[0]["buttons"] if birth.code in b["payload"])
+        status, msgs = chat(stack, sender, payload)
+        text = "\n".join(m["text"] for m in msgs)
+    assert birth.code in text and "Hồ sơ cần chuẩn bị" in text
+    assert birth.documents[0].name in text
+
+    status, msgs = chat(stack, sender, "mất phí không")
+    text = msgs[0]["text"]
+    assert birth.code in text and "Phí, lệ phí" in text
+
+    status, msgs = chat(stack, sender, "bao lâu thì có")
+    text = msgs[0]["text"]
+    assert birth.code in text and "Thời hạn giải quyết" in text
+
+
+def test_accent_free_teencode_question(stack: Stack) -> None:
+    marriage = code_of(stack, "đăng ký kết hôn")
+    status, msgs = chat(stack, "it-marriage", "dang ky ket hon can giay to j v")
+    assert status == 200
+    text = "\n".join(m["text"] for m in msgs)
+    payloads = " ".join(b["payload"] for m in msgs for b in m["buttons"])
+    assert marriage.code in text or marriage.code in payloads
+
+
+def test_button_payload_answers_directly(stack: Stack) -> None:
+    p = code_of(stack, "lý lịch tư pháp")
+    payload = "/ask_fee" + json.dumps({"procedure": p.code})
+    status, msgs = chat(stack, "it-button", payload)
+    assert status == 200 and p.code in msgs[0]["text"] and "Phí, lệ phí" in msgs[0]["text"]
+
+
+def test_out_of_scope_and_handoff(stack: Stack) -> None:
+    _, msgs = chat(stack, "it-oos", "hôm nay thời tiết Hà Nội thế nào")
+    assert "ngoài phạm vi" in msgs[0]["text"] or "chưa hiểu" in msgs[0]["text"]
+    _, msgs = chat(stack, "it-human", "cho tôi nói chuyện với cán bộ")
+    assert "cán bộ" in msgs[0]["text"]
+
+
+def test_search_endpoint(stack: Stack) -> None:
+    p = code_of(stack, "đăng ký tạm trú")
+    status, body = http("GET", f"{base(stack)}/api/v1/procedures/search?q=dang%20ky%20tam%20tru"
+                               "&limit=3")
+    assert status == 200 and body["results"][0]["code"] == p.code
+    assert set(body["results"][0]) == {"code", "name", "score"}
+
+
+def test_cli_parse_and_search(trained) -> None:
+    settings, model = trained
+    env = {**__import__("os").environ, "DATABASE_URL": settings.database_url,
+           "MODELS_DIR": str(model.parent)}
+    out = subprocess.run([sys.executable, "-m", "bot", "parse", "--model", str(model)],
+                         input="lệ phí làm hộ chiếu bao nhiêu\n\nxin chào\n", text=True,
+                         capture_output=True, env=env, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["lệ phí làm hộ chiếu bao nhiêu", "xin chào"]
+    assert rows[0]["intent"] == "ask_fee" and rows[1]["intent"] == "greet"
+    assert set(rows[0]) == {"text", "intent", "confidence", "entities"}
+    assert any(e["entity"] == "procedure" for e in rows[0]["entities"])
+    out = subprocess.run([sys.executable, "-m", "bot", "search", "--limit", "2"],
+                         input="cap lai can cuoc\n", text=True, capture_output=True, env=env,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads(out.stdout)
+    assert row["text"] == "cap lai can cuoc" and 1 <= len(row["results"]) <= 2
+
+
+def test_rasa_down_gives_apology_and_503(stack: Stack) -> None:
+    """Runs last in this module: stops Rasa and checks the gateway degrades politely."""
+    rasa = stack.procs["rasa"]
+    rasa.terminate()
+    rasa.wait(timeout=30)
+    status, body = http("POST", f"{base(stack)}/api/v1/chat", {"sender": "x", "text": "chào"})
+    assert status == 503
+    assert "Xin lỗi" in body["messages"][0]["text"]
+    status, body = http("GET", f"{base(stack)}/healthz")
+    assert status == 503 and body["checks"]["rasa"]["ok"] is False
+    assert body["checks"]["database"]["ok"] is True
