@@ -50,20 +50,27 @@ class ProcedureAnswer(Action):
             res = client.resolve(s, entities, text, tracker.get_slot("procedure_code"))
             if res.procedure is not None:
                 log.info("%s: %s → %s", self.action_name, mask_pii(text[:200]), res.procedure.code)
-                dispatcher.utter_message(text=self.render(res.procedure, settings))
+                buttons = self._buttons(res.alternatives)
+                text = self.render(res.procedure, settings)
+                if buttons:
+                    text += "\n\nNếu bạn hỏi về thủ tục khác, bạn chọn bên dưới nhé."
+                dispatcher.utter_message(text=text, buttons=buttons)
                 return [SlotSet("procedure_code", res.procedure.code)]
             self._clarify(dispatcher, res)
         return []
 
+    def _buttons(self, results: list) -> list[dict[str, str]]:
+        """Buttons that ask this same question about another procedure."""
+        return [
+            {"title": c.name,
+             "payload": f"/{self.intent}" + json.dumps({"procedure": c.code}, ensure_ascii=False)}
+            for c in results[:3]
+        ]
+
     def _clarify(self, dispatcher: CollectingDispatcher, res: Resolution) -> None:
         """Offer up to 3 likely procedures as buttons, or say that nothing matched."""
         if res.candidates:
-            buttons = [
-                {"title": c.name,
-                 "payload": f"/{self.intent}" + json.dumps({"procedure": c.code},
-                                                           ensure_ascii=False)}
-                for c in res.candidates[:3]
-            ]
+            buttons = self._buttons(res.candidates)
             dispatcher.utter_message(
                 text="Bạn đang hỏi về thủ tục nào dưới đây? Bạn chọn giúp mình nhé.",
                 buttons=buttons,

@@ -19,10 +19,12 @@ from bot.catalog.search import CatalogIndex, SearchResult
 from bot.catalog.seed import ensure_seeded
 from bot.config import Settings
 
-CONFIDENT = 0.6  # a search hit at or above this answers directly...
-MARGIN = 0.12  # ...when the runner-up is at least this far behind
+CONFIDENT = 0.55  # a ranked hit at or above this answers directly...
+MARGIN = 0.05  # ...when the runner-up is at least this far behind
+NEAR = 0.12  # runners-up within this distance are offered beside a direct answer
 PLAUSIBLE = 0.3  # hits at or above this are offered as buttons
 FULLTEXT_CONFIDENT = 0.75  # a whole-message search must be this sure to override context
+SPAN_WEIGHT = 0.4  # share of the entity-span score in a procedure's blended score
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Resolution:
 
     procedure: Procedure | None = None
     candidates: list[SearchResult] = field(default_factory=list)
+    alternatives: list[SearchResult] = field(default_factory=list)  # close runners-up
     from_context: bool = False
     mentioned: str | None = None  # the words the citizen used, when nothing matched
 
@@ -72,40 +75,68 @@ class CatalogClient:
             )
         ).scalar_one_or_none()
 
+    def rank(self, s: Session, entities: list[dict[str, Any]], text: str) -> list[SearchResult]:
+        """Rank procedures for a message from the whole text and the procedure entities.
+
+        The whole text knows the details ("dưới 14 tuổi", "gia hạn", "sửa lại"); the entity
+        spans know which words name the procedure. A procedure's score blends its best
+        whole-text score with its best span score; a catalog alias hit counts as a perfect
+        span score. Blending keeps "gia hạn tạm trú" ahead of "đăng ký tạm trú" when the
+        matcher only saw "tạm trú".
+        """
+        index = self.index(s)
+        full = {h.code: h for h in index.search(text, limit=10)}
+        spans: dict[str, float] = {}
+        names: dict[str, str] = {c: h.name for c, h in full.items()}
+        has_span = False
+        for e in entities:
+            if e.get("entity") != "procedure":
+                continue
+            has_span = True
+            value = str(e.get("value") or "")
+            codes = list(e.get("candidates") or [])
+            if not codes and value and index.has_code(value):
+                codes = [value]
+            for code in codes:
+                spans[code] = max(spans.get(code, 0.0), 1.0 if len(codes) == 1 else 0.9)
+                names.setdefault(code, index.name_of(code))
+            for h in index.search(str(e.get("text") or value), limit=10):
+                spans[h.code] = max(spans.get(h.code, 0.0), h.score)
+                names.setdefault(h.code, h.name)
+        scores: dict[str, float] = {}
+        for code in set(full) | set(spans):
+            f = full[code].score if code in full else 0.0
+            scores[code] = SPAN_WEIGHT * spans.get(code, 0.0) + (1 - SPAN_WEIGHT) * f \
+                if has_span and spans else f
+        ranked = [SearchResult(c, names[c], sc) for c, sc in scores.items()]
+        ranked.sort(key=lambda r: (-r.score, r.code))
+        return ranked
+
     def resolve(self, s: Session, entities: list[dict[str, Any]], text: str,
                 context_code: str | None) -> Resolution:
-        """Pick the procedure: entity code → entity words → whole message → context."""
-        index = self.index(s)
-        spans = [e for e in entities if e.get("entity") == "procedure"]
-        for e in spans:
-            value = str(e.get("value") or "")
-            proc = self.get(s, value) if value else None
-            if proc is not None:
-                return Resolution(procedure=proc)
-        for e in spans:
-            words = str(e.get("text") or e.get("value") or "")
-            hits = index.search(words, limit=5)
-            allowed = set(e.get("candidates") or [])
-            if allowed:
-                hits = [h for h in hits if h.code in allowed] or [
-                    SearchResult(c, self.get(s, c).display_name, 0.5)
-                    for c in sorted(allowed) if self.get(s, c) is not None
-                ]
-            picked = self._pick(s, hits)
-            if picked.procedure is not None or picked.candidates:
-                return picked
-        hits = index.search(text, limit=5)
-        if hits and hits[0].score >= FULLTEXT_CONFIDENT and (
-            len(hits) == 1 or hits[0].score - hits[1].score >= MARGIN
-        ):
-            return Resolution(procedure=self.get(s, hits[0].code))
-        if context_code and not spans:
+        """Pick the procedure for this message, or offer candidates, or fall back on context.
+
+        A procedure named in the message wins; a message that names none (a follow-up such
+        as "mất phí không?") stays on the procedure of the conversation.
+        """
+        for e in entities:
+            # A code chosen explicitly (a button payload) is the citizen's own choice.
+            if e.get("entity") == "procedure" and "candidates" not in e and e.get("value"):
+                proc = self.get(s, str(e["value"]))
+                if proc is not None:
+                    return Resolution(procedure=proc)
+        ranked = self.rank(s, entities, text)
+        named = any(e.get("entity") == "procedure" for e in entities)
+        picked = self._pick(s, ranked)
+        if picked.procedure is not None:
+            return picked
+        if context_code and (not named or not picked.candidates):
             proc = self.get(s, context_code)
-            if proc is not None:
+            if proc is not None and (not ranked or ranked[0].score < FULLTEXT_CONFIDENT):
                 return Resolution(procedure=proc, from_context=True)
-        picked = self._pick(s, hits)
-        if picked.procedure is None and not picked.candidates and spans:
-            picked.mentioned = str(spans[0].get("text") or spans[0].get("value") or "")
+        if picked.procedure is None and not picked.candidates and named:
+            span = next(e for e in entities if e.get("entity") == "procedure")
+            picked.mentioned = str(span.get("text") or span.get("value") or "")
         return picked
 
     def _pick(self, s: Session, hits: list[SearchResult]) -> Resolution:
@@ -114,7 +145,8 @@ class CatalogClient:
         top = hits[0]
         clear = len(hits) == 1 or top.score - hits[1].score >= MARGIN
         if top.score >= CONFIDENT and clear:
-            return Resolution(procedure=self.get(s, top.code))
+            near = [h for h in hits[1:3] if top.score - h.score < NEAR and h.score >= PLAUSIBLE]
+            return Resolution(procedure=self.get(s, top.code), alternatives=near)
         plausible = [h for h in hits if h.score >= PLAUSIBLE][:3]
         return Resolution(candidates=plausible)
 

@@ -32,13 +32,21 @@ def _stdin_lines(stream: TextIO) -> Iterator[str]:
             yield text
 
 
-def _quiet_tensorflow() -> None:
+def _quiet_rasa() -> None:
+    """Keep stdout for our JSON lines: Rasa's structlog would print debug lines there."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import warnings
 
+    import structlog
+
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     logging.getLogger("rasa").setLevel(logging.WARNING)
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
 
 
 def _seed(settings: Settings) -> None:
@@ -97,7 +105,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _load_agent(settings: Settings, model: str | None):  # noqa: ANN202 - rasa Agent
-    _quiet_tensorflow()
+    _quiet_rasa()
     from rasa.core.agent import Agent
 
     from bot.training import latest_model
@@ -186,6 +194,14 @@ def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_lexicon(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.nlu.lexicon import write_lexicon
+
+    path, count, changed = write_lexicon()
+    print(f"{path}: {count} từ ({'đã cập nhật' if changed else 'không đổi'})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bot",
@@ -226,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", help="model file (default: newest in MODELS_DIR)")
     ev.add_argument("--min-accuracy", type=float, help="exit 1 below this intent accuracy")
     ev.set_defaults(func=cmd_evaluate)
+
+    lx = sub.add_parser("lexicon", help="regenerate data/lexicon/domain_words.txt (train does it)")
+    lx.set_defaults(func=cmd_lexicon)
 
     c = sub.add_parser("catalog", help="catalog management")
     csub = c.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")

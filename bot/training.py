@@ -76,7 +76,10 @@ def latest_model(models_dir: Path) -> Path | None:
 def train(settings: Settings, force: bool = False, augment: bool = True,
           config: Path = ROOT / "config.yml", extra_args: list[str] | None = None) -> Path:
     """Train a model into settings.models_dir; returns its path. Raises on failure."""
+    from bot.nlu.lexicon import write_lexicon
+
     settings.models_dir.mkdir(parents=True, exist_ok=True)
+    write_lexicon()  # the accent-free segmenter's domain words, from the current data
     fp_file = settings.models_dir / ".catalog_fingerprint"
     fingerprint = catalog_fingerprint(settings.database_url)
     stale = not fp_file.exists() or fp_file.read_text().strip() != fingerprint

@@ -48,11 +48,13 @@ def run(action, trk: Tracker) -> tuple[list[dict], list[dict]]:
 
 
 def find(db_url: str, name_part: str) -> Procedure:
+    """The seed procedure whose short name is `name_part`, else the first whose name has it."""
     with session_scope(db_url) as s:
-        for p in s.query(Procedure).order_by(Procedure.code).all():
-            if fold(name_part) in fold(p.name):
-                _ = (p.channels, p.documents, p.steps, p.legal_basis)  # load before close
-                return p
+        procs = s.query(Procedure).order_by(Procedure.code).all()
+        exact = [p for p in procs if fold(p.short_name or "") == fold(name_part)]
+        for p in exact + [p for p in procs if fold(name_part) in fold(p.name)]:
+            _ = (p.channels, p.documents, p.steps, p.legal_basis)  # load before close
+            return p
     raise AssertionError(f"no seed procedure named like {name_part!r}")
 
 
@@ -121,8 +123,9 @@ def test_ambiguous_name_asks_with_at_most_three_buttons(catalog: str) -> None:
 
 
 def test_nothing_matches_says_so(catalog: str) -> None:
-    msgs, events = run(AnswerDocuments(), tracker("xin visa du hành sao hỏa", [
-        {"entity": "procedure", "value": "xin visa du hành sao hỏa", "text": "xin visa du hành sao hỏa"}]))
+    words = "xin visa du hành sao hỏa"
+    msgs, events = run(AnswerDocuments(), tracker(words, [
+        {"entity": "procedure", "value": words, "text": words}]))
     assert "chưa tìm thấy" in msgs[0]["text"] and "sao hỏa" in msgs[0]["text"]
     assert not msgs[0]["buttons"] and events == []
 

@@ -54,10 +54,11 @@ def chat(st: Stack, sender: str, text: str) -> tuple[int, list[dict]]:
 
 def code_of(st: Stack, name_part: str) -> Procedure:
     with session_scope(st.settings.database_url) as s:
-        for p in s.query(Procedure).order_by(Procedure.code).all():
-            if fold(name_part) in fold(p.name):
-                _ = (p.channels, p.documents)
-                return p
+        procs = s.query(Procedure).order_by(Procedure.code).all()
+        exact = [p for p in procs if fold(p.short_name or "") == fold(name_part)]
+        for p in exact + [p for p in procs if fold(name_part) in fold(p.name)]:
+            _ = (p.channels, p.documents)
+            return p
     raise AssertionError(name_part)
 
 
