@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from abc import ABC, abstractmethod
 from typing import Any
 
 from rasa_sdk import Action, Tracker
@@ -27,7 +28,7 @@ ONLINE_WHERE = ("Bạn nộp trực tuyến trên Cổng Dịch vụ công quố
                 "vụ công của tỉnh, thành phố nơi bạn làm thủ tục.")
 
 
-class ProcedureAnswer(Action):
+class ProcedureAnswer(Action, ABC):
     """Resolve the procedure from entities, the message or the conversation, then answer."""
 
     intent = "ask_procedure"
@@ -36,8 +37,9 @@ class ProcedureAnswer(Action):
     def name(self) -> str:
         return self.action_name
 
+    @abstractmethod
     def render(self, p: Procedure, settings: Settings) -> str:
-        raise NotImplementedError
+        """The answer text for this kind of question about procedure `p`."""
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
             domain: dict[str, Any]) -> list[EventType]:

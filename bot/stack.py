@@ -38,7 +38,19 @@ def service_env(settings: Settings) -> dict[str, str]:
     """Environment for child processes: the settings, made explicit."""
     env = dict(os.environ)
     env.update({
+        "BOT_HOST": settings.bot_host,
+        "BOT_PORT": str(settings.bot_port),
+        "RASA_PORT": str(settings.rasa_port),
+        "ACTIONS_PORT": str(settings.actions_port),
+        "RASA_URL": settings.rasa_url,
+        "ACTIONS_URL": settings.actions_url,
+        "MODELS_DIR": str(settings.models_dir),
+        "RASA_TIMEOUT": str(settings.rasa_timeout),
+        "MAX_MESSAGE_BYTES": str(settings.max_message_bytes),
+        "LOG_LEVEL": settings.log_level,
         "DATABASE_URL": settings.database_url,
+        # the action server (Sanic) listens on loopback only: Rasa is its only client
+        "SANIC_HOST": env.get("SANIC_HOST", "127.0.0.1"),
         "ACTION_ENDPOINT_URL": f"{settings.actions_url}/webhook",
         "PORTAL_URL": settings.portal_url,
         "SUPPORT_HOTLINE": settings.support_hotline,

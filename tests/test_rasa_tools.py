@@ -16,8 +16,8 @@ RASA = [sys.executable, "-m", "rasa"]
 
 def test_rasa_data_validate() -> None:
     out = subprocess.run([*RASA, "data", "validate", "--domain", "domain.yml", "--data", "data",
-                          "--config", "config.yml"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
+                          "--config", "config.yml", "--fail-on-warnings"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
 
 
