@@ -43,10 +43,10 @@ evaluate: setup
 	$(VENV)/bin/python -m bot evaluate --min-accuracy 0.85
 
 lint: setup
-	$(VENV)/bin/ruff check bot actions tests
+	$(VENV)/bin/ruff check bot actions tests bench
 
 test: setup
-	$(VENV)/bin/ruff check bot actions tests
+	$(VENV)/bin/ruff check bot actions tests bench
 	$(VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:

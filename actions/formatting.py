@@ -22,9 +22,12 @@ def money(amount: int | None) -> str:
 
 def duration(ch: Channel) -> str:
     """The processing time of a channel, or its raw text, or unknown."""
-    if ch.time_value is not None and ch.time_unit:
+    if ch.time_value is not None:
         value = int(ch.time_value) if float(ch.time_value).is_integer() else ch.time_value
-        return f"{value} {ch.time_unit}"
+        if ch.time_unit:
+            return f"{value} {ch.time_unit}"
+        # The portal sometimes gives a bare number: say so rather than guess the unit.
+        return f"{value} (danh mục không ghi rõ đơn vị thời gian)"
     if ch.time_text:
         return ch.time_text
     return UNKNOWN

@@ -178,3 +178,14 @@ def test_check_status_with_and_without_code(catalog: str) -> None:
     assert events[0]["value"] == "000.00.17.H29-240512-0031"
     msgs, events = run(CheckStatus(), tracker("hồ sơ của tôi đến đâu rồi", intent="check_status"))
     assert "mã số hồ sơ" in msgs[0]["text"] and events == []
+
+
+def test_duration_without_unit_is_not_guessed() -> None:
+    from bot.catalog.models import Channel
+
+    assert duration(Channel(channel="online", time_value=3.0, time_unit=None)) == \
+        "3 (danh mục không ghi rõ đơn vị thời gian)"
+    assert duration(Channel(channel="online", time_value=0.5, time_unit="ngày")) == "0.5 ngày"
+    assert "chưa có thông tin" in duration(Channel(channel="online"))
+    assert money(None) == "chưa có thông tin trong danh mục"
+    assert money(0) == "miễn phí (0 đồng)" and money(1500000) == "1.500.000 đồng"
