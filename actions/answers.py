@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from rasa_sdk import Action, Tracker
@@ -19,7 +20,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.catalog_client import Resolution, get_client
 from actions.formatting import UNKNOWN, bullet_lines, channel_label, duration, heading, link, money
-from bot.catalog.models import Procedure
+from bot.catalog.models import Channel, Procedure
 from bot.config import Settings
 from bot.text import mask_pii
 
@@ -136,6 +137,13 @@ class AnswerDocuments(ProcedureAnswer):
         return f"Thủ tục {heading(p)}.\n\n{body}\n\n{link(p, settings.portal_url)}"
 
 
+def per_channel(p: Procedure, title: str, fact: Callable[[Channel], str]) -> str:
+    """One line per submission channel with `fact` of it, or "unknown" with no channel."""
+    if not p.channels:
+        return f"{title}: {UNKNOWN}."
+    return f"{title}:\n" + bullet_lines([f"{channel_label(ch)}: {fact(ch)}" for ch in p.channels])
+
+
 class AnswerFee(ProcedureAnswer):
     """The fee of each submission channel; unknown stays unknown."""
 
@@ -143,16 +151,8 @@ class AnswerFee(ProcedureAnswer):
     action_name = "action_answer_fee"
 
     def render(self, p: Procedure, settings: Settings) -> str:
-        if not p.channels:
-            body = f"Phí, lệ phí: {UNKNOWN}."
-        else:
-            lines = []
-            for ch in p.channels:
-                line = f"{channel_label(ch)}: {money(ch.fee)}"
-                if ch.note:
-                    line += f". {ch.note}"
-                lines.append(line)
-            body = "Phí, lệ phí theo cách nộp hồ sơ:\n" + bullet_lines(lines)
+        body = per_channel(p, "Phí, lệ phí theo cách nộp hồ sơ", lambda ch: money(ch.fee) + (
+            f". {ch.note}" if ch.note else ""))
         return f"Thủ tục {heading(p)}.\n\n{body}\n\n{link(p, settings.portal_url)}"
 
 
@@ -163,11 +163,7 @@ class AnswerProcessingTime(ProcedureAnswer):
     action_name = "action_answer_processing_time"
 
     def render(self, p: Procedure, settings: Settings) -> str:
-        if not p.channels:
-            body = f"Thời hạn giải quyết: {UNKNOWN}."
-        else:
-            body = "Thời hạn giải quyết:\n" + bullet_lines(
-                [f"{channel_label(ch)}: {duration(ch)}" for ch in p.channels])
+        body = per_channel(p, "Thời hạn giải quyết", duration)
         return f"Thủ tục {heading(p)}.\n\n{body}\n\n{link(p, settings.portal_url)}"
 
 

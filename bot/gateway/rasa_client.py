@@ -112,26 +112,29 @@ class RasaClient:
         async with self.session.get(url, timeout=timeout) as resp:
             return resp.status, await resp.content.read(4096)
 
-    async def check_rasa(self) -> tuple[bool, str]:
-        """Rasa's root answers 200 "Hello from Rasa: <version>" once the server is up."""
-        url = f"{self.rasa_url}/"
+    async def _probe_ok(self, url: str) -> tuple[bool, str, bytes]:
+        """GET `url`; (ok, detail, body) where ok means it answered HTTP 200."""
         try:
             status, body = await self._probe(url)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            return False, f"{url}: {type(exc).__name__} {exc}".strip()
+            return False, f"{url}: {type(exc).__name__} {exc}".strip(), b""
         if status != 200:
-            return False, f"{url}: HTTP {status}"
-        return True, body.decode("utf-8", "replace").strip()[:100] or "HTTP 200"
+            return False, f"{url}: HTTP {status}", body
+        return True, "HTTP 200", body
+
+    async def check_rasa(self) -> tuple[bool, str]:
+        """Rasa's root answers 200 "Hello from Rasa: <version>" once the server is up."""
+        ok, detail, body = await self._probe_ok(f"{self.rasa_url}/")
+        if not ok:
+            return False, detail
+        return True, body.decode("utf-8", "replace").strip()[:100] or detail
 
     async def check_actions(self) -> tuple[bool, str]:
         """The Rasa SDK action server answers `{"status": "ok"}` on /health."""
         url = f"{self.actions_url}/health"
-        try:
-            status, body = await self._probe(url)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            return False, f"{url}: {type(exc).__name__} {exc}".strip()
-        if status != 200:
-            return False, f"{url}: HTTP {status}"
+        ok, detail, body = await self._probe_ok(url)
+        if not ok:
+            return False, detail
         try:
             data = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
