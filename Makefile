@@ -7,6 +7,12 @@ PYTHON_VERSION := $(shell cat .python-version)
 PYTHON310 ?= $(shell (pyenv prefix $(PYTHON_VERSION) 2>/dev/null || true) | sed 's|$$|/bin/python3.10|' | head -1)
 PYTHON310 := $(if $(wildcard $(PYTHON310)),$(PYTHON310),$(shell command -v python3.10))
 UV := .tools/bin/uv
+
+# Settings from .env (see .env.example), exported to every command, if the file exists.
+ifneq (,$(wildcard .env))
+include .env
+export
+endif
 VENV := .venv
 STAMP := $(VENV)/.installed
 

@@ -81,6 +81,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while starting: leave no orphan process behind
+        stack.stop()
+        return 130
     print(f"Trợ lý đã sẵn sàng: http://{settings.bot_host}:{settings.bot_port}/  (Ctrl-C để dừng)",
           flush=True)
     return stack.wait()

@@ -163,3 +163,42 @@ def test_rasa_down_gives_apology_and_503(stack: Stack) -> None:
     status, body = http("GET", f"{base(stack)}/healthz")
     assert status == 503 and body["checks"]["rasa"]["ok"] is False
     assert body["checks"]["database"]["ok"] is True
+
+
+def test_terminal_shell_talks_through_the_gateway(stack: Stack) -> None:
+    env = {**__import__("os").environ, "BOT_PORT": str(stack.settings.bot_port),
+           "BOT_HOST": stack.settings.bot_host}
+    out = subprocess.run([sys.executable, "-m", "bot", "shell"], input="chào bạn\n/thoat\n",
+                         text=True, capture_output=True, env=env, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Trợ lý: Xin chào" in out.stdout
+
+
+def test_bot_run_prints_url_serves_and_stops_cleanly(trained, tmp_path) -> None:
+    """`bot run` (what `make run` calls) with an existing model: no training, URL printed."""
+    import os
+    import signal
+
+    from tests.conftest import free_port
+
+    settings, model = trained
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / model.name).symlink_to(model)
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "MODELS_DIR": str(models),
+           "BOT_PORT": str(port), "RASA_PORT": str(free_port()),
+           "ACTIONS_PORT": str(free_port())}
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()  # blocks until the assistant is ready (or exits)
+        assert f"http://127.0.0.1:{port}/" in line, line
+        status, body = http("GET", f"http://127.0.0.1:{port}/healthz")
+        assert status == 200 and body["status"] == "ok"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    assert code == 0
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3)
