@@ -3,9 +3,12 @@
 
 SHELL := /bin/bash
 PYTHON_VERSION := $(shell cat .python-version)
-# Python 3.10 from pyenv (see .python-version); PYTHON310 overrides it.
-PYTHON310 ?= $(shell (pyenv prefix $(PYTHON_VERSION) 2>/dev/null || true) | sed 's|$$|/bin/python3.10|' | head -1)
-PYTHON310 := $(if $(wildcard $(PYTHON310)),$(PYTHON310),$(shell command -v python3.10))
+# Python 3.10 from pyenv (see .python-version); PYTHON310=/path/to/python3.10 overrides it.
+PYENV_ROOT ?= $(HOME)/.pyenv
+PYTHON310 ?= $(firstword $(wildcard \
+	$(shell pyenv prefix $(PYTHON_VERSION) 2>/dev/null)/bin/python3.10 \
+	$(PYENV_ROOT)/versions/$(PYTHON_VERSION)/bin/python3.10) \
+	$(shell command -v python3.10 2>/dev/null))
 UV := .tools/bin/uv
 
 # Settings from .env (see .env.example), exported to every command, if the file exists.
@@ -25,12 +28,15 @@ help:
 	@echo "make train  - retrain the model     make shell - chat in the terminal"
 	@echo "make lint   - ruff                  make evaluate - intent accuracy on ../shared/eval"
 
+NO_PYTHON := Python 3.10 not found: install it with 'pyenv install $(PYTHON_VERSION)' or set PYTHON310=/path/to/python3.10
+
 $(UV):
-	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it with 'pyenv install $(PYTHON_VERSION)' or set PYTHON310=/path/to/python3.10"; exit 1; }
+	@test -n "$(PYTHON310)" || { echo "$(NO_PYTHON)"; exit 1; }
 	$(PYTHON310) -m pip install --quiet --disable-pip-version-check --target .tools uv==0.13.9
 
 # Re-installs only when the lock file or pyproject changed (idempotent, a no-op otherwise).
 $(STAMP): uv.lock pyproject.toml | $(UV)
+	@test -n "$(PYTHON310)" || { echo "$(NO_PYTHON)"; exit 1; }
 	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python $(PYTHON310)
 	@touch $(STAMP)
 
