@@ -152,19 +152,6 @@ def test_cli_parse_and_search(trained) -> None:
     assert row["text"] == "cap lai can cuoc" and 1 <= len(row["results"]) <= 2
 
 
-def test_rasa_down_gives_apology_and_503(stack: Stack) -> None:
-    """Runs last in this module: stops Rasa and checks the gateway degrades politely."""
-    rasa = stack.procs["rasa"]
-    rasa.terminate()
-    rasa.wait(timeout=30)
-    status, body = http("POST", f"{base(stack)}/api/v1/chat", {"sender": "x", "text": "chào"})
-    assert status == 503
-    assert "Xin lỗi" in body["messages"][0]["text"]
-    status, body = http("GET", f"{base(stack)}/healthz")
-    assert status == 503 and body["checks"]["rasa"]["ok"] is False
-    assert body["checks"]["database"]["ok"] is True
-
-
 def test_terminal_shell_talks_through_the_gateway(stack: Stack) -> None:
     env = {**__import__("os").environ, "BOT_PORT": str(stack.settings.bot_port),
            "BOT_HOST": stack.settings.bot_host}
@@ -202,3 +189,16 @@ def test_bot_run_prints_url_serves_and_stops_cleanly(trained, tmp_path) -> None:
     assert code == 0
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3)
+
+
+def test_rasa_down_gives_apology_and_503(stack: Stack) -> None:
+    """Runs last in this module: stops Rasa and checks the gateway degrades politely."""
+    rasa = stack.procs["rasa"]
+    rasa.terminate()
+    rasa.wait(timeout=30)
+    status, body = http("POST", f"{base(stack)}/api/v1/chat", {"sender": "x", "text": "chào"})
+    assert status == 503
+    assert "Xin lỗi" in body["messages"][0]["text"]
+    status, body = http("GET", f"{base(stack)}/healthz")
+    assert status == 503 and body["checks"]["rasa"]["ok"] is False
+    assert body["checks"]["database"]["ok"] is True
