@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from bot.catalog.db import session_factory
 from bot.catalog.models import Alias, Procedure
-from bot.catalog.search import CatalogIndex, SearchResult
+from bot.catalog.search import STOPWORDS, CatalogIndex, SearchResult
 from bot.catalog.seed import ensure_seeded
 from bot.config import Settings
 
@@ -100,7 +100,11 @@ class CatalogClient:
             for code in codes:
                 spans[code] = max(spans.get(code, 0.0), 1.0 if len(codes) == 1 else 0.9)
                 names.setdefault(code, index.name_of(code))
-            for h in index.search(str(e.get("text") or value), limit=10):
+            words = str(e.get("text") or value)
+            if not codes and len([w for w in index.query_words(words)
+                                  if w not in STOPWORDS]) < 2:
+                continue  # a one-syllable span from DIET ("lại", "xin") names nothing
+            for h in index.search(words, limit=10):
                 spans[h.code] = max(spans.get(h.code, 0.0), h.score)
                 names.setdefault(h.code, h.name)
         scores: dict[str, float] = {}
