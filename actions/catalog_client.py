@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from bot.catalog.db import session_factory
 from bot.catalog.models import Alias, Procedure
-from bot.catalog.search import STOPWORDS, CatalogIndex, SearchResult
+from bot.catalog.search import CatalogIndex, SearchResult
 from bot.catalog.seed import ensure_seeded
 from bot.config import Settings
 
@@ -24,7 +24,6 @@ MARGIN = 0.05  # ...when the runner-up is at least this far behind
 NEAR = 0.12  # runners-up within this distance are offered beside a direct answer
 PLAUSIBLE = 0.3  # hits at or above this are offered as buttons
 FULLTEXT_CONFIDENT = 0.75  # a whole-message search must be this sure to override context
-SPAN_WEIGHT = 0.4  # share of the entity-span score in a procedure's blended score
 
 
 @dataclass
@@ -75,46 +74,16 @@ class CatalogClient:
             )
         ).scalar_one_or_none()
 
-    def rank(self, s: Session, entities: list[dict[str, Any]], text: str) -> list[SearchResult]:
-        """Rank procedures for a message from the whole text and the procedure entities.
+    def rank(self, s: Session, text: str) -> list[SearchResult]:
+        """Rank procedures for a message by searching the whole message.
 
-        The whole text knows the details ("dưới 14 tuổi", "gia hạn", "sửa lại"); the entity
-        spans know which words name the procedure. A procedure's score blends its best
-        whole-text score with its best span score; a catalog alias hit counts as a perfect
-        span score. Blending keeps "gia hạn tạm trú" ahead of "đăng ký tạm trú" when the
-        matcher only saw "tạm trú".
+        The whole text carries the details that tell variants apart ("dưới 14 tuổi",
+        "gia hạn", "sửa lại"). Blending in searches of the entity spans made it worse on
+        ../shared/eval/citizen_dev.jsonl (`bot evaluate`: 0.65 answered right with a 40%
+        span share, 0.71 with the whole text alone): DIET's spans are often fragments
+        ("lại", "xin"), and an alias the matcher finds scores fully here anyway.
         """
-        index = self.index(s)
-        full = {h.code: h for h in index.search(text, limit=10)}
-        spans: dict[str, float] = {}
-        names: dict[str, str] = {c: h.name for c, h in full.items()}
-        has_span = False
-        for e in entities:
-            if e.get("entity") != "procedure":
-                continue
-            has_span = True
-            value = str(e.get("value") or "")
-            codes = list(e.get("candidates") or [])
-            if not codes and value and index.has_code(value):
-                codes = [value]
-            for code in codes:
-                spans[code] = max(spans.get(code, 0.0), 1.0 if len(codes) == 1 else 0.9)
-                names.setdefault(code, index.name_of(code))
-            words = str(e.get("text") or value)
-            if not codes and len([w for w in index.query_words(words)
-                                  if w not in STOPWORDS]) < 2:
-                continue  # a one-syllable span from DIET ("lại", "xin") names nothing
-            for h in index.search(words, limit=10):
-                spans[h.code] = max(spans.get(h.code, 0.0), h.score)
-                names.setdefault(h.code, h.name)
-        scores: dict[str, float] = {}
-        for code in set(full) | set(spans):
-            f = full[code].score if code in full else 0.0
-            scores[code] = SPAN_WEIGHT * spans.get(code, 0.0) + (1 - SPAN_WEIGHT) * f \
-                if has_span and spans else f
-        ranked = [SearchResult(c, names[c], sc) for c, sc in scores.items()]
-        ranked.sort(key=lambda r: (-r.score, r.code))
-        return ranked
+        return self.index(s).search(text, limit=10)
 
     def resolve(self, s: Session, entities: list[dict[str, Any]], text: str,
                 context_code: str | None) -> Resolution:
@@ -129,7 +98,7 @@ class CatalogClient:
                 proc = self.get(s, str(e["value"]))
                 if proc is not None:
                     return Resolution(procedure=proc)
-        ranked = self.rank(s, entities, text)
+        ranked = self.rank(s, text)
         named = any(e.get("entity") == "procedure" for e in entities)
         picked = self._pick(s, ranked)
         if picked.procedure is not None:
