@@ -55,7 +55,7 @@ def _seed(settings: Settings) -> None:
 
     with session_scope(settings.database_url) as s:
         report = ensure_seeded(s)
-    if report is not None:
+    if report.changed or report.rejected:
         print(f"Danh mục thủ tục: {report.summary()}", file=sys.stderr)
 
 

@@ -194,3 +194,28 @@ def test_search_results_are_ranked_and_limited(index: CatalogIndex) -> None:
     scores = [r.score for r in results]
     assert scores == sorted(scores, reverse=True)
     assert all(0 < r.score <= 1 for r in results)
+
+
+def test_seed_sync_adds_and_updates_seed_records_but_keeps_imported_ones(db_url: str) -> None:
+    from bot.catalog.seed import ensure_seeded, load_seed
+
+    with session_scope(db_url) as s:
+        first = ensure_seeded(s)
+    assert first.new >= 30 and first.changed
+    code = seed_records()[0]["code"]
+    other = seed_records()[1]["code"]
+    with session_scope(db_url) as s:
+        s.get(Procedure, code).summary = "sửa tay, sẽ được seed cập nhật lại"
+        imported = s.get(Procedure, other)
+        imported.source = "import:portal"
+        imported.summary = "dữ liệu nhập từ cổng"
+        s.delete(s.get(Procedure, seed_records()[2]["code"]))
+    with session_scope(db_url) as s:
+        again = ensure_seeded(s)
+    assert (again.new, again.updated, again.kept) == (1, 1, 1)
+    with session_scope(db_url) as s:
+        assert s.get(Procedure, code).summary != "sửa tay, sẽ được seed cập nhật lại"
+        assert s.get(Procedure, other).summary == "dữ liệu nhập từ cổng"
+    with session_scope(db_url) as s:
+        assert not ensure_seeded(s).changed
+        assert load_seed(s).updated == 1  # a plain load does overwrite the imported one

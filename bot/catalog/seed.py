@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
 from bot.catalog.models import (
@@ -47,11 +48,17 @@ class LoadReport:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    kept: int = 0  # existing records owned by another source, deliberately left alone
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{self.new} mới, {self.updated} cập nhật, {self.unchanged} không đổi, "
+        text = (f"{self.new} mới, {self.updated} cập nhật, {self.unchanged} không đổi, "
                 f"{self.rejected} bị từ chối")
+        return text + (f", {self.kept} giữ nguyên (nguồn khác)" if self.kept else "")
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.new or self.updated)
 
 
 def _text(value: Any, where: str, required: bool = False) -> str | None:
@@ -179,8 +186,13 @@ def _apply(p: Procedure, rec: dict[str, Any], source: str) -> None:
     ]
 
 
-def upsert_records(session: Session, records: list[Any], source: str = "seed") -> LoadReport:
-    """Insert or update records by code; bad records are reported and skipped."""
+def upsert_records(session: Session, records: list[Any], source: str = "seed",
+                   owned_only: bool = False) -> LoadReport:
+    """Insert or update records by code; bad records are reported and skipped.
+
+    With `owned_only`, an existing record from another source (an import, an operator's
+    edit) is kept as it is: the seed never overwrites what someone loaded on purpose.
+    """
     report = LoadReport()
     seen: set[str] = set()
     for i, raw in enumerate(records):
@@ -202,6 +214,9 @@ def upsert_records(session: Session, records: list[Any], source: str = "seed") -
             session.add(p)
             report.new += 1
             continue
+        if owned_only and existing.source != source:
+            report.kept += 1
+            continue
         wanted = dict(rec, aliases=sorted(rec["aliases"], key=fold))
         if _snapshot(existing) == wanted:
             report.unchanged += 1
@@ -215,7 +230,7 @@ def upsert_records(session: Session, records: list[Any], source: str = "seed") -
 def read_catalog_file(path: Path) -> list[Any]:
     """Read a catalog YAML file: a mapping with a `procedures` list (or a bare list)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _parse_yaml(str(path), path.stat().st_mtime_ns)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise CatalogError(f"không đọc được {path}: {exc}") from exc
     if isinstance(data, dict):
@@ -225,23 +240,42 @@ def read_catalog_file(path: Path) -> list[Any]:
     return data
 
 
-def load_seed(session: Session, seed_dir: Path = SEED_DIR) -> LoadReport:
+@lru_cache(maxsize=16)
+def _parse_yaml(path: str, mtime_ns: int) -> Any:
+    """Parsed YAML, cached per file version: every process start syncs the seed."""
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def load_seed(session: Session, seed_dir: Path = SEED_DIR, owned_only: bool = False) -> LoadReport:
     """Load every `*.yaml` file of the seed folder."""
     total = LoadReport()
     for path in sorted(seed_dir.glob("*.yaml")):
-        rep = upsert_records(session, read_catalog_file(path), source="seed")
+        rep = upsert_records(session, read_catalog_file(path), source="seed",
+                             owned_only=owned_only)
         total.new += rep.new
         total.updated += rep.updated
         total.unchanged += rep.unchanged
         total.rejected += rep.rejected
+        total.kept += rep.kept
         total.errors.extend(f"{path.name}: {e}" for e in rep.errors)
     for err in total.errors:
         log.warning("catalog: %s", err)
     return total
 
 
-def ensure_seeded(session: Session, seed_dir: Path = SEED_DIR) -> LoadReport | None:
-    """Load the seed when the catalog is empty (first start); otherwise leave it alone."""
-    if session.execute(select(Procedure.code).limit(1)).first() is not None:
-        return None
-    return load_seed(session, seed_dir)
+def ensure_seeded(session: Session, seed_dir: Path = SEED_DIR) -> LoadReport:
+    """Bring the shipped seed into the catalog at start-up.
+
+    A first start loads it; after an upgrade, new seed procedures are added and those the
+    seed still owns are updated, while imported or edited records stay as they are.
+    Unchanged data costs one comparison per record and writes nothing. Processes that
+    start together (gateway, action server) may race on a first start: the loser's insert
+    fails on the primary key, so it rolls back and compares again against the winner's rows.
+    """
+    try:
+        report = load_seed(session, seed_dir, owned_only=True)
+        session.flush()
+        return report
+    except IntegrityError:
+        session.rollback()
+        return load_seed(session, seed_dir, owned_only=True)

@@ -117,7 +117,7 @@ def _load_catalog(database_url: str) -> CatalogState:
     with session_scope(database_url) as session:
         report = ensure_seeded(session)
         index = CatalogIndex.from_session(session)
-    if report is not None:
+    if report.changed:
         log.info("catalog seeded: %s", report.summary())
     return CatalogState(index=index, size=len(index.entries))
 
