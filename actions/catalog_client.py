@@ -33,7 +33,6 @@ class Resolution:
     procedure: Procedure | None = None
     candidates: list[SearchResult] = field(default_factory=list)
     alternatives: list[SearchResult] = field(default_factory=list)  # close runners-up
-    from_context: bool = False
     mentioned: str | None = None  # the words the citizen used, when nothing matched
 
 
@@ -106,8 +105,8 @@ class CatalogClient:
         if context_code and (not named or not picked.candidates):
             proc = self.get(s, context_code)
             if proc is not None and (not ranked or ranked[0].score < FULLTEXT_CONFIDENT):
-                return Resolution(procedure=proc, from_context=True)
-        if picked.procedure is None and not picked.candidates and named:
+                return Resolution(procedure=proc)
+        if not picked.candidates and named:
             span = next(e for e in entities if e.get("entity") == "procedure")
             picked.mentioned = str(span.get("text") or span.get("value") or "")
         return picked

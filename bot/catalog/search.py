@@ -73,7 +73,6 @@ class CatalogIndex:
             folded = [(_expand(fold_words(t)), w) for t, w in texts if t]
             self.entries.append(_Entry(code, name, folded))
             df.update({s for words, _ in folded for s in words})
-        self._names = {e.code: e.name for e in self.entries}
         n = max(len(self.entries), 1)
         self.idf = {s: math.log(1 + n / c) for s, c in df.items()}
         self.vocab = sorted(self.idf)
@@ -89,12 +88,6 @@ class CatalogIndex:
             texts += [(p.short_name or "", 0.95), (p.name, 0.9)]
             procs.append((p.code, p.display_name, texts))
         return cls(procs)
-
-    def has_code(self, code: str) -> bool:
-        return code in self._names
-
-    def name_of(self, code: str) -> str:
-        return self._names.get(code, code)
 
     def _correct(self, word: str) -> str:
         """Map a misspelt syllable to the closest catalog syllable (only for len ≥ 4).

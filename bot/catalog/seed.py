@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session, object_session, selectinload
 
 from bot.catalog.models import (
     CHANNELS,
@@ -59,6 +60,15 @@ class LoadReport:
     @property
     def changed(self) -> bool:
         return bool(self.new or self.updated)
+
+    def add(self, other: LoadReport, prefix: str = "") -> None:
+        """Add another report's counts and errors (errors prefixed, e.g. with a file name)."""
+        self.new += other.new
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.rejected += other.rejected
+        self.kept += other.kept
+        self.errors.extend(prefix + e for e in other.errors)
 
 
 def _text(value: Any, where: str, required: bool = False) -> str | None:
@@ -186,6 +196,26 @@ def _apply(p: Procedure, rec: dict[str, Any], source: str) -> None:
     ]
 
 
+_CHILDREN = (Procedure.channels, Procedure.documents, Procedure.steps, Procedure.legal_basis,
+             Procedure.aliases, Procedure.fee_rules)
+
+
+def _load_existing(session: Session, codes: list[str], chunk: int = 500) -> dict[str, Procedure]:
+    """Stored procedures for `codes` with all their children, in a few queries.
+
+    Comparing a record with its stored version reads every child collection; loading them
+    lazily would cost several queries per procedure at every start-up seed sync.
+    """
+    found: dict[str, Procedure] = {}
+    for start in range(0, len(codes), chunk):
+        rows = session.execute(
+            select(Procedure).where(Procedure.code.in_(codes[start:start + chunk]))
+            .options(*(selectinload(rel) for rel in _CHILDREN))
+        ).scalars()
+        found.update((p.code, p) for p in rows)
+    return found
+
+
 def upsert_records(session: Session, records: list[Any], source: str = "seed",
                    owned_only: bool = False) -> LoadReport:
     """Insert or update records by code; bad records are reported and skipped.
@@ -194,6 +224,7 @@ def upsert_records(session: Session, records: list[Any], source: str = "seed",
     edit) is kept as it is: the seed never overwrites what someone loaded on purpose.
     """
     report = LoadReport()
+    valid: list[dict[str, Any]] = []
     seen: set[str] = set()
     for i, raw in enumerate(records):
         try:
@@ -207,7 +238,10 @@ def upsert_records(session: Session, records: list[Any], source: str = "seed",
             report.errors.append(f"bản ghi #{i + 1}: mã {rec['code']} bị lặp trong cùng tệp")
             continue
         seen.add(rec["code"])
-        existing = session.get(Procedure, rec["code"])
+        valid.append(rec)
+    stored = _load_existing(session, [rec["code"] for rec in valid])
+    for rec in valid:
+        existing = stored.get(rec["code"])
         if existing is None:
             p = Procedure(code=rec["code"])
             _apply(p, rec, source)
@@ -250,14 +284,8 @@ def load_seed(session: Session, seed_dir: Path = SEED_DIR, owned_only: bool = Fa
     """Load every `*.yaml` file of the seed folder."""
     total = LoadReport()
     for path in sorted(seed_dir.glob("*.yaml")):
-        rep = upsert_records(session, read_catalog_file(path), source="seed",
-                             owned_only=owned_only)
-        total.new += rep.new
-        total.updated += rep.updated
-        total.unchanged += rep.unchanged
-        total.rejected += rep.rejected
-        total.kept += rep.kept
-        total.errors.extend(f"{path.name}: {e}" for e in rep.errors)
+        total.add(upsert_records(session, read_catalog_file(path), source="seed",
+                                 owned_only=owned_only), prefix=f"{path.name}: ")
     for err in total.errors:
         log.warning("catalog: %s", err)
     return total
@@ -273,9 +301,7 @@ def ensure_seeded(session: Session, seed_dir: Path = SEED_DIR) -> LoadReport:
     fails on the primary key, so it rolls back and compares again against the winner's rows.
     """
     try:
-        report = load_seed(session, seed_dir, owned_only=True)
-        session.flush()
-        return report
+        return load_seed(session, seed_dir, owned_only=True)
     except IntegrityError:
         session.rollback()
         return load_seed(session, seed_dir, owned_only=True)
