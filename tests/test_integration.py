@@ -6,6 +6,8 @@ The processes are started by `bot.stack.Stack`, the same code `bot run` uses.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -18,7 +20,7 @@ from bot.catalog.db import session_scope
 from bot.catalog.models import Procedure
 from bot.stack import Stack
 from bot.text import fold
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +135,7 @@ def test_search_endpoint(stack: Stack) -> None:
 
 def test_cli_parse_and_search(trained) -> None:
     settings, model = trained
-    env = {**__import__("os").environ, "DATABASE_URL": settings.database_url,
+    env = {**os.environ, "DATABASE_URL": settings.database_url,
            "MODELS_DIR": str(model.parent)}
     out = subprocess.run([sys.executable, "-m", "bot", "parse", "--model", str(model)],
                          input="lệ phí làm hộ chiếu bao nhiêu\n\nxin chào\n", text=True,
@@ -153,7 +155,7 @@ def test_cli_parse_and_search(trained) -> None:
 
 
 def test_terminal_shell_talks_through_the_gateway(stack: Stack) -> None:
-    env = {**__import__("os").environ, "BOT_PORT": str(stack.settings.bot_port),
+    env = {**os.environ, "BOT_PORT": str(stack.settings.bot_port),
            "BOT_HOST": stack.settings.bot_host}
     out = subprocess.run([sys.executable, "-m", "bot", "shell"], input="chào bạn\n/thoat\n",
                          text=True, capture_output=True, env=env, cwd=ROOT, timeout=120)
@@ -163,10 +165,6 @@ def test_terminal_shell_talks_through_the_gateway(stack: Stack) -> None:
 
 def test_bot_run_prints_url_serves_and_stops_cleanly(trained, tmp_path) -> None:
     """`bot run` (what `make run` calls) with an existing model: no training, URL printed."""
-    import os
-    import signal
-
-    from tests.conftest import free_port
 
     settings, model = trained
     models = tmp_path / "models"
