@@ -28,6 +28,20 @@ log = logging.getLogger(__name__)
 ONLINE_WHERE = ("Bạn nộp trực tuyến trên Cổng Dịch vụ công quốc gia ({portal}) hoặc cổng dịch "
                 "vụ công của tỉnh, thành phố nơi bạn làm thủ tục.")
 
+# Offered after the candidate buttons, so a citizen whose procedure is not among them has a
+# way out that forgets the wrong guess (the payload's intent has a rule to NoneOfThese).
+NONE_OF_THESE_INTENT = "none_of_these"
+NONE_OF_THESE_BUTTON = {"title": "Không phải thủ tục nào ở trên",
+                        "payload": f"/{NONE_OF_THESE_INTENT}"}
+# The existing hand-over (rule: request_human → utter_handoff), offered when search failed.
+HANDOFF_BUTTON = {"title": "Gặp cán bộ", "payload": "/request_human"}
+REPHRASE = ("Dạ, vậy là mình chưa tìm đúng thủ tục bạn cần, xin lỗi bạn. Bạn mô tả lại giúp "
+            "mình bằng cách khác nhé: bạn muốn làm việc gì và muốn nhận được giấy tờ gì, ví dụ "
+            "\u201cđăng ký xe máy mới mua để được cấp biển số\u201d hay \u201ccon mới sinh, "
+            "cần làm giấy khai sinh\u201d.\n\nBạn cũng có thể tự tìm thủ tục trên Cổng Dịch vụ "
+            "công quốc gia ({portal}), hoặc chọn \u201cGặp cán bộ\u201d để được người hỗ trợ "
+            "trực tiếp.")
+
 
 class ProcedureAnswer(Action, ABC):
     """Resolve the procedure from entities, the message or the conversation, then answer."""
@@ -73,7 +87,8 @@ class ProcedureAnswer(Action, ABC):
     def _clarify(self, dispatcher: CollectingDispatcher, res: Resolution) -> None:
         """Offer up to 3 likely procedures as buttons, or say that nothing matched."""
         if res.candidates:
-            buttons = self._buttons(res.candidates)
+            # The way out comes last, after the (at most 3) procedures it refers to.
+            buttons = [*self._buttons(res.candidates), dict(NONE_OF_THESE_BUTTON)]
             dispatcher.utter_message(
                 text="Bạn đang hỏi về thủ tục nào dưới đây? Bạn chọn giúp mình nhé.",
                 buttons=buttons,
@@ -208,3 +223,22 @@ class AnswerOnline(ProcedureAnswer):
         else:
             body = f"Cách thức nộp hồ sơ: {UNKNOWN}."
         return f"Thủ tục {heading(p)}.\n\n{body}\n\n{link(p, settings.portal_url)}"
+
+
+class NoneOfThese(Action):
+    """The citizen said none of the offered procedures is theirs.
+
+    The `procedure_code` slot is cleared so that a follow-up such as "phí bao nhiêu?" is not
+    answered about a procedure the citizen has just rejected (or an older one); instead the
+    bot asks for a description that searches better, and offers the portal and a person.
+    """
+
+    def name(self) -> str:
+        return "action_none_of_these"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: dict[str, Any]) -> list[EventType]:
+        settings = Settings.from_env()
+        dispatcher.utter_message(text=REPHRASE.format(portal=settings.portal_url),
+                                 buttons=[dict(HANDOFF_BUTTON)])
+        return [SlotSet("procedure_code", None)]

@@ -197,6 +197,60 @@ def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_catalog_import(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.catalog.db import session_factory
+    from bot.catalog.importers.load import expand_paths, import_file
+    from bot.catalog.seed import CatalogError, LoadReport, ensure_seeded
+
+    paths = expand_paths([Path(p) for p in args.paths])
+    if not paths:
+        print("Lỗi: không có tệp nào để nhập", file=sys.stderr)
+        return 2
+    session = session_factory(settings.database_url)()
+    failed = 0
+    total = LoadReport()
+    try:
+        ensure_seeded(session)  # the curated seed first, so imports can leave it alone
+        session.commit()
+        for path in paths:
+            try:
+                shape, report = import_file(session, path, keep_curated=not args.replace_curated,
+                                            progress=not args.no_progress)
+            except CatalogError as exc:
+                session.rollback()
+                print(f"Lỗi: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            total.add(report)
+            print(f"{path.name} ({shape.kind}): {report.summary()}")
+            for err in report.errors[: args.max_errors]:
+                print(f"  bỏ qua {err}", file=sys.stderr)
+            if len(report.errors) > args.max_errors:
+                print(f"  … và {len(report.errors) - args.max_errors} lỗi khác", file=sys.stderr)
+    finally:
+        session.close()
+    if len(paths) > 1:
+        print(f"Tổng cộng: {total.summary()}")
+    return 1 if failed else 0
+
+
+def cmd_catalog_coverage(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.catalog.importers.coverage import coverage, format_coverage
+    from bot.catalog.importers.load import detect, expand_paths, read_items
+    from bot.catalog.seed import CatalogError
+
+    records = []
+    for path in expand_paths([Path(p) for p in args.paths]):
+        try:
+            shape = detect(path)
+            records += [r for _, r in read_items(path, shape) if isinstance(r, dict)]
+        except CatalogError as exc:
+            print(f"Lỗi: {exc}", file=sys.stderr)
+            return 2
+    print(format_coverage(coverage(records)))
+    return 0
+
+
 def cmd_lexicon(args: argparse.Namespace, settings: Settings) -> int:
     from bot.nlu.lexicon import write_lexicon
 
@@ -254,6 +308,20 @@ def build_parser() -> argparse.ArgumentParser:
     cl = csub.add_parser("load", help="upsert a catalog YAML file (data/catalog format)")
     cl.add_argument("path")
     cl.set_defaults(func=cmd_catalog_load)
+    ci = csub.add_parser(
+        "import", help="import portal exports (crawl .jsonl.gz, Bộ Quốc phòng .jsonl.gz, "
+        "portal list .xlsx, catalog .yaml); the shape is detected from the content",
+        description="Idempotent upsert by procedure code. Procedures curated in the shipped "
+        "seed are kept unless --replace-curated. Bad lines are reported and skipped.")
+    ci.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    ci.add_argument("--replace-curated", action="store_true",
+                    help="also overwrite procedures curated in data/catalog (off by default)")
+    ci.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ci.add_argument("--max-errors", type=int, default=20, help="rejected lines to print (20)")
+    ci.set_defaults(func=cmd_catalog_import)
+    cc = csub.add_parser("coverage", help="parsing coverage of export files (nothing is stored)")
+    cc.add_argument("paths", nargs="+", metavar="PATH")
+    cc.set_defaults(func=cmd_catalog_coverage)
     return p
 
 

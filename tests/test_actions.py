@@ -9,13 +9,16 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.answers import (
+    NONE_OF_THESE_BUTTON,
     AnswerDocuments,
     AnswerFee,
     AnswerOnline,
     AnswerProcedure,
     AnswerProcessingTime,
     AnswerWhere,
+    NoneOfThese,
 )
+from actions.catalog_client import get_client
 from actions.formatting import duration, money
 from actions.status import CheckStatus
 from bot.catalog.db import session_scope
@@ -112,7 +115,8 @@ def test_new_procedure_overrides_the_slot(catalog: str) -> None:
 def test_ambiguous_name_asks_with_at_most_three_buttons(catalog: str) -> None:
     msgs, events = run(AnswerFee(), tracker("căn cước", [
         {"entity": "procedure", "value": "căn cước", "text": "căn cước"}], intent="ask_fee"))
-    buttons = msgs[0]["buttons"]
+    *buttons, none = msgs[0]["buttons"]
+    assert none == NONE_OF_THESE_BUTTON
     assert 2 <= len(buttons) <= 3
     for b in buttons:
         assert b["payload"].startswith("/ask_fee{")
@@ -120,6 +124,126 @@ def test_ambiguous_name_asks_with_at_most_three_buttons(catalog: str) -> None:
         with session_scope(catalog) as s:
             assert s.get(Procedure, code) is not None
     assert events == []
+
+
+def payload_code(payload: str, intent: str) -> str:
+    """The procedure code of a candidate button's payload `/<intent>{"procedure": code}`."""
+    assert payload.startswith(f"/{intent}{{"), payload
+    return json.loads(payload[len(intent) + 1:])["procedure"]
+
+
+# Generic questions that name a kind of procedure several seed procedures share.
+AMBIGUOUS = ("đăng ký xe phí bao nhiêu", "làm bằng lái phí bao nhiêu", "hộ chiếu phí bao nhiêu",
+             "căn cước phí bao nhiêu")
+
+
+def ambiguous_fee_question() -> tuple[str, list[dict]]:
+    """The first generic question the fee action answers with candidate buttons.
+
+    Tried in turn so the tests check the dialogue, not one ranking of the search.
+    """
+    for text in AMBIGUOUS:
+        msgs, events = run(AnswerFee(), tracker(text, intent="ask_fee"))
+        if not events and len(msgs[0]["buttons"]) >= 3:  # ≥ 2 candidates + "none"
+            return text, msgs[0]["buttons"]
+    raise AssertionError(f"none of {AMBIGUOUS} gives candidates with the seed catalog")
+
+
+def test_close_candidates_come_with_a_none_of_these_button_last(catalog: str) -> None:
+    """Up to 3 procedures in ranking order, then the way out, each with a working payload."""
+    text, buttons = ambiguous_fee_question()
+    msgs, events = run(AnswerFee(), tracker(text, intent="ask_fee"))
+    assert len(msgs) == 1 and events == [] and msgs[0]["buttons"] == buttons
+    assert "thủ tục nào" in msgs[0]["text"]
+    *candidates, last = buttons
+    assert 2 <= len(candidates) <= 3
+    assert last == {"title": "Không phải thủ tục nào ở trên", "payload": "/none_of_these"}
+    assert last == NONE_OF_THESE_BUTTON
+    codes = [payload_code(b["payload"], "ask_fee") for b in candidates]
+    assert len(set(codes)) == len(codes)
+    client = get_client()
+    with client.session() as s:
+        ranked = [r.code for r in client.rank(s, text)]
+        for b, code in zip(candidates, codes, strict=True):
+            assert b["title"] == s.get(Procedure, code).display_name
+    assert codes == ranked[:len(codes)]  # best first
+
+
+def test_direct_answer_with_alternatives_has_no_none_of_these_button(catalog: str) -> None:
+    """Beside a confident answer the runners-up are a bonus, not a question to escape from."""
+    client = get_client()
+    with session_scope(catalog) as s:
+        names = [p.short_name or p.name for p in s.query(Procedure).order_by(Procedure.code)]
+    for name in names:  # a question that gets an answer plus close runners-up
+        with client.session() as s:
+            res = client.resolve(s, [], f"{name} phí bao nhiêu", None)
+            if res.procedure is not None and res.alternatives:
+                break
+    else:
+        pytest.skip("no seed procedure has a close runner-up")
+    msgs, events = run(AnswerFee(), tracker(f"{name} phí bao nhiêu", intent="ask_fee"))
+    assert events and events[0]["name"] == "procedure_code"
+    assert msgs[0]["buttons"]
+    assert NONE_OF_THESE_BUTTON not in msgs[0]["buttons"]
+
+
+def test_none_of_these_clears_the_procedure_and_asks_to_rephrase(
+        catalog: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORTAL_URL", "https://dichvucong.example.vn/")
+    p = find(catalog, "đăng ký kết hôn")
+    msgs, events = run(NoneOfThese(), tracker(
+        "/none_of_these", slots={"procedure_code": p.code}, intent="none_of_these"))
+    assert events == [{"event": "slot", "name": "procedure_code", "value": None,
+                       "timestamp": None}]
+    assert len(msgs) == 1
+    text = msgs[0]["text"]
+    assert "mô tả lại" in text and "giấy tờ gì" in text
+    assert "https://dichvucong.example.vn" in text and "Gặp cán bộ" in text
+    assert p.code not in text
+    assert msgs[0]["buttons"] == [{"title": "Gặp cán bộ", "payload": "/request_human"}]
+
+
+def test_candidate_button_payload_answers_that_procedure_and_remembers_it(
+        catalog: str) -> None:
+    """Clicking a candidate: the payload's code wins over the slot and becomes the slot."""
+    _, buttons = ambiguous_fee_question()
+    payload = buttons[1]["payload"]  # not the top-ranked one: the choice itself must count
+    chosen = payload_code(payload, "ask_fee")
+    older = find(catalog, "đăng ký kết hôn")
+    # What Rasa makes of the payload `/ask_fee{"procedure": "<code>"}`.
+    msgs, events = run(AnswerFee(), tracker(payload, [
+        {"entity": "procedure", "value": chosen, "start": 8, "end": len(payload) - 1}],
+        slots={"procedure_code": older.code}, intent="ask_fee"))
+    text = msgs[0]["text"]
+    assert chosen in text and older.code not in text and "Phí, lệ phí" in text
+    assert not msgs[0]["buttons"]
+    assert events == [{"event": "slot", "name": "procedure_code", "value": chosen,
+                       "timestamp": None}]
+
+
+@pytest.mark.parametrize(("action", "text", "needle"), [
+    (AnswerFee(), "phí bao nhiêu?", "Phí, lệ phí"),
+    (AnswerDocuments(), "cần giấy tờ gì", "Hồ sơ cần chuẩn bị"),
+    (AnswerProcessingTime(), "mat bao lau", "Thời hạn giải quyết"),
+])
+def test_follow_up_without_a_procedure_stays_on_the_chosen_one(
+        catalog: str, action, text: str, needle: str) -> None:
+    _, buttons = ambiguous_fee_question()
+    chosen = payload_code(buttons[1]["payload"], "ask_fee")
+    msgs, events = run(action, tracker(text, slots={"procedure_code": chosen},
+                                       intent=action.intent))
+    assert chosen in msgs[0]["text"] and needle in msgs[0]["text"]
+    assert events[0]["value"] == chosen
+
+
+def test_follow_up_after_none_of_these_asks_which_procedure(catalog: str) -> None:
+    """With the slot cleared, "phí bao nhiêu?" asks which procedure instead of guessing."""
+    slots = {"procedure_code": find(catalog, "đăng ký kết hôn").code}
+    _, events = run(NoneOfThese(), tracker("/none_of_these", slots=slots,
+                                           intent="none_of_these"))
+    slots.update({e["name"]: e["value"] for e in events if e["event"] == "slot"})
+    msgs, events = run(AnswerFee(), tracker("phí bao nhiêu?", slots=slots, intent="ask_fee"))
+    assert "thủ tục nào" in msgs[0]["text"] and events == []
 
 
 def test_nothing_matches_says_so(catalog: str) -> None:

@@ -11,13 +11,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.catalog.models import Base
+from bot.catalog.schema import upgrade
 
 _ENGINES: dict[str, Engine] = {}
 
 
 def get_engine(database_url: str) -> Engine:
-    """One engine per URL per process; creates the SQLite file's folder and the tables."""
+    """One engine per URL per process; creates the SQLite file's folder and the tables.
+
+    It also adds columns a newer release introduced (see `bot.catalog.schema`).
+    """
     engine = _ENGINES.get(database_url)
     if engine is not None:
         return engine
@@ -39,7 +42,7 @@ def get_engine(database_url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.close()
 
-    Base.metadata.create_all(engine)
+    upgrade(engine)
     _ENGINES[database_url] = engine
     return engine
 

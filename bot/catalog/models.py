@@ -33,6 +33,11 @@ class Procedure(Base):
     summary = Column(Text)
     result = Column(Text)
     online_howto = Column(Text)
+    audience = Column(Text)  # đối tượng thực hiện
+    conditions = Column(Text)  # yêu cầu, điều kiện
+    decision = Column(Text)  # the decision that published the procedure ("5568/QĐ-BCA")
+    raw = Column(Text)  # JSON: the source's unparsed table texts, kept beside parsed fields
+    filled = Column(Text)  # fields a partial source (portal list) filled in: "agency,field"
     source = Column(String(64), nullable=False, default="seed")
 
     channels = relationship(
@@ -57,6 +62,19 @@ class Procedure(Base):
     def display_name(self) -> str:
         """The short human name when we have one, else the official name."""
         return self.short_name or self.name
+
+
+class CatalogCounter(Base):
+    """Named counters about the catalog as a whole, e.g. its revision.
+
+    `revision` grows by one with every load that changed something, so long-running
+    processes (gateway, action server) can tell cheaply that their search index is stale.
+    """
+
+    __tablename__ = "catalog_counters"
+
+    key = Column(String(64), primary_key=True)
+    number = Column(Integer, nullable=False, default=0)
 
 
 class Channel(Base):

@@ -1,18 +1,34 @@
-"""Accent- and typo-tolerant procedure search over names and colloquial aliases.
+"""Procedure search over the whole catalog: BM25F recall, then a phrase-coverage rerank.
 
-Scoring: a query and each catalog text (alias, short name, official name) are folded into
-syllables; a text scores by the IDF-weighted share of its syllables (and syllable bigrams,
-for word order) found in the query, so "lam lai cccd" hits the alias "làm lại căn cước
-công dân" through "cccd" and the generic "làm", "cấp" weigh little. Syllables with a typo
-are mapped to the nearest catalog syllable (rapidfuzz) before scoring.
+Citizens name procedures loosely, without diacritics, with abbreviations and typos, inside
+long questions. Two stages keep it both right and fast over thousands of procedures:
+
+1. **Recall** — one BM25 index per field (names + aliases, lĩnh vực, agency, documents,
+   conditions + result) over folded syllables and syllable bigrams (Vietnamese words are
+   mostly two syllables, so bigrams stand in for segmented words and carry word order).
+   Field scores are summed with weights; the top `RECALL` procedures go on.
+2. **Rerank** — each candidate's names and aliases are scored by how much of them the
+   question covers (IDF-weighted), so "đăng ký khai sinh" prefers the plain procedure over
+   "đăng ký khai sinh kết hợp nhận cha mẹ con"; the recall score breaks near ties, and a
+   small prior prefers the level a citizen usually means (xã, then tỉnh, then bộ) unless
+   the question names one.
+
+Before scoring, the question's syllables are folded, teencode and well-known abbreviations
+are expanded (cccd, gplx, sổ đỏ…), acronyms of catalog phrases are expanded ("GPLHX" →
+"giấy phép lưu hành xe", learned from the names, not listed by hand), and misspelt
+syllables are mapped to the nearest catalog syllable.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from dataclasses import dataclass
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from functools import lru_cache
 
+import bm25s
+import numpy as np
 from rapidfuzz import fuzz, process
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -25,11 +41,34 @@ STOPWORDS = frozenset(
     "toi minh em anh chi ban a oi e muon hoi cho can phai lam sao the nao nhu nao gi "
     "bao nhieu lau mat tien phi le o dau khong co duoc nhe vay roi thi la va voi nhung "
     "can gi thu tuc ho so giay to nop online truc tuyen qua mang ngay may ket qua khi "
-    "nao dau xin hoi vui long giup huong dan cach nhieu voi di".split()
+    "nao dau xin hoi vui long giup huong dan cach nhieu voi di nay de trong cua hay "
+    "se da dang nhu tren duoi ve tai theo quy dinh".split()
 )
+# Well-known abbreviations and colloquial names → the catalog's words (folded).
 ABBREVIATIONS = {
-    "cccd": "can cuoc cong dan", "cmnd": "chung minh nhan dan", "gplx": "giay phep lai xe",
-    "lltp": "ly lich tu phap", "gpxd": "giay phep xay dung", "hkd": "ho kinh doanh",
+    "cccd": "can cuoc cong dan", "cmnd": "chung minh nhan dan", "cmt": "chung minh nhan dan",
+    "gplx": "giay phep lai xe", "lltp": "ly lich tu phap", "gpxd": "giay phep xay dung",
+    "hkd": "ho kinh doanh", "ubnd": "uy ban nhan dan", "hdnd": "hoi dong nhan dan",
+    "hc": "ho chieu", "gcn": "giay chung nhan", "qsdd": "quyen su dung dat",
+    "so do": "giay chung nhan quyen su dung dat", "so hong": "giay chung nhan quyen su dung dat",
+    "ho khau": "thuong tru", "bang lai": "giay phep lai xe",
+    "chung minh thu": "chung minh nhan dan",
+    "bhxh": "bao hiem xa hoi", "bhyt": "bao hiem y te", "dkkd": "dang ky kinh doanh",
+    "xay nha": "xay dung nha o", "mst": "ma so thue",
+}
+_PHRASES = sorted(((k.split(), v.split()) for k, v in ABBREVIATIONS.items()),
+                  key=lambda kv: -len(kv[0]))
+
+FIELD_WEIGHTS = {"names": 1.0, "field": 0.2, "agency": 0.1, "documents": 0.1, "body": 0.05}
+RECALL = 60  # candidates passed from BM25 recall to the rerank
+COVER = 0.8  # share of the phrase-coverage score in the final score (rest: BM25 recall)
+COVER_LONG = 0.0  # ...for long questions (formal, FAQ-like): names explain only a part
+LONG_QUERY = 8  # content syllables from which a question counts as long
+BIGRAM_BOOST = 1  # how many times a query bigram counts in recall
+LEVEL_PRIOR = {"xa": 0.02, "tinh": 0.01, "bo": 0.0, "khac": 0.0}
+LEVEL_WORDS = {
+    "xa": {"xa", "phuong", "dac khu"}, "tinh": {"tinh", "thanh pho"},
+    "bo": {"trung uong", "bo", "cuc"},
 }
 
 
@@ -45,15 +84,49 @@ class SearchResult:
         return {"code": self.code, "name": self.name, "score": round(self.score, 4)}
 
 
-def _expand(words: list[str]) -> list[str]:
+@dataclass(frozen=True)
+class IndexDoc:
+    """What the index knows of one procedure; `names` are (text, weight) pairs."""
+
+    code: str
+    name: str
+    names: tuple[tuple[str, float], ...]
+    field: str = ""
+    agency: str = ""
+    documents: str = ""
+    body: str = ""
+    levels: frozenset[str] = frozenset()
+
+
+def levels_of(level_text: str | None) -> frozenset[str]:
+    """"Cấp bộ, Cấp tỉnh" → {"bo", "tinh"} (unknown or other bodies → "khac")."""
+    words = set(fold_words(level_text or "", expand_teencode=False))
+    found = {lv for lv in ("xa", "tinh", "bo") if lv in words}
+    return frozenset(found or {"khac"})
+
+
+def expand(words: list[str]) -> list[str]:
+    """Replace known abbreviations and colloquial phrases by the catalog's words."""
     out: list[str] = []
-    for w in words:
-        out.extend(ABBREVIATIONS.get(w, w).split())
+    i = 0
+    while i < len(words):
+        for key, repl in _PHRASES:
+            if words[i:i + len(key)] == key:
+                out.extend(repl)
+                i += len(key)
+                break
+        else:
+            out.append(words[i])
+            i += 1
     return out
 
 
-def _bigrams(words: list[str]) -> set[tuple[str, str]]:
-    return set(zip(words, words[1:], strict=False))
+def _bigrams(words: list[str]) -> list[str]:
+    return [f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+
+
+def _terms(words: list[str]) -> list[str]:
+    return words + _bigrams(words)
 
 
 @dataclass
@@ -61,63 +134,88 @@ class _Entry:
     code: str
     name: str
     texts: list[tuple[list[str], float]]  # (syllables, weight of this text kind)
+    levels: frozenset[str] = field(default_factory=frozenset)
 
 
 class CatalogIndex:
-    """An in-memory index of the catalog; rebuild it when the catalog changes."""
+    """An in-memory index of the catalog; rebuild it when the catalog revision changes."""
 
-    def __init__(self, procedures: list[tuple[str, str, list[tuple[str, float]]]]) -> None:
+    def __init__(self, docs: list[IndexDoc]) -> None:
         self.entries: list[_Entry] = []
         df: Counter[str] = Counter()
-        for code, name, texts in procedures:
-            folded = [(_expand(fold_words(t)), w) for t, w in texts if t]
-            self.entries.append(_Entry(code, name, folded))
-            df.update({s for words, _ in folded for s in words})
+        fields: dict[str, list[list[str]]] = defaultdict(list)
+        acronyms: dict[str, Counter[str]] = defaultdict(Counter)
+        for d in docs:
+            texts = [(expand(fold_words(t)), w) for t, w in d.names if t]
+            self.entries.append(_Entry(d.code, d.name, texts, d.levels))
+            df.update({s for words, _ in texts for s in words})
+            fields["names"].append(_terms([s for words, _ in texts for s in words]))
+            for key in ("field", "agency", "documents", "body"):
+                fields[key].append(_terms(fold_words(getattr(d, key) or "")))
+            for words, _ in texts:
+                _collect_acronyms(words, acronyms)
         n = max(len(self.entries), 1)
         self.idf = {s: math.log(1 + n / c) for s, c in df.items()}
         self.vocab = sorted(self.idf)
+        self.known = {t for terms in fields["names"] for t in terms if "_" not in t}
+        for key in ("field", "agency", "documents", "body"):
+            self.known.update(t for terms in fields[key] for t in terms if "_" not in t)
+        self.acronyms = {a: c.most_common(1)[0][0].split() for a, c in acronyms.items()
+                         if a not in self.known and len(a) >= 3}
+        self.models: dict[str, bm25s.BM25] = {}
+        for key, weight in FIELD_WEIGHTS.items():
+            if weight and self.entries:
+                model = bm25s.BM25(k1=1.2, b=0.75)
+                model.index([terms or ["_"] for terms in fields[key]], show_progress=False)
+                self.models[key] = model
+        self._correct = lru_cache(maxsize=4096)(self._correct_uncached)
 
     @classmethod
     def from_session(cls, session: Session) -> CatalogIndex:
+        """Build the index from every procedure of the catalog."""
         rows = session.execute(
-            select(Procedure).options(selectinload(Procedure.aliases))
+            select(Procedure).options(selectinload(Procedure.aliases),
+                                      selectinload(Procedure.documents))
         ).scalars()
-        procs = []
-        for p in rows:
-            texts = [(a.alias, 1.0) for a in p.aliases]
-            texts += [(p.short_name or "", 0.95), (p.name, 0.9)]
-            procs.append((p.code, p.display_name, texts))
-        return cls(procs)
+        return cls([doc_of(p) for p in rows])
 
-    def _correct(self, word: str) -> str:
-        """Map a misspelt syllable to the closest catalog syllable (only for len ≥ 4).
+    def _correct_uncached(self, word: str) -> list[str]:
+        """A query syllable as catalog words: itself, an acronym's phrase, or a typo fix.
 
         Short syllables are left alone: "hôm" is one letter from "hộ" but not a typo of it.
         """
-        if word in self.idf or len(word) < 4 or not self.vocab:
-            return word
+        if word in self.known or word.isdigit():
+            return [word]
+        if word in self.acronyms:
+            return self.acronyms[word]
+        if len(word) < 4 or not self.vocab:
+            return [word]
         best = process.extractOne(word, self.vocab, scorer=fuzz.ratio, score_cutoff=85)
-        return best[0] if best else word
+        return [best[0]] if best else [word]
 
     def query_words(self, text: str) -> list[str]:
-        return [self._correct(w) for w in _expand(fold_words(text))]
+        """The question as catalog syllables (expanded, corrected, in order)."""
+        out: list[str] = []
+        for w in expand(fold_words(text)):
+            out.extend(self._correct(w))
+        return out
 
     def _weight(self, words: set[str]) -> float:
         return sum(self.idf.get(w, 1.0) for w in words)
 
-    def _score_text(self, q: set[str], qbi: set[tuple[str, str]], words: list[str]) -> float:
-        """How well one catalog text matches the query, in [0, 1].
+    def _score_text(self, q: set[str], qbi: set[str], words: list[str]) -> float:
+        """How well one name or alias matches the question, in [0, 1].
 
-        60% how much of the text the query covers, 15% shared word order (bigrams), 25% how
-        much of the query the text explains, so "làm lại cccd" prefers "cấp lại căn cước"
-        over "làm căn cước" although both are fully covered.
+        60% how much of the text the question covers, 15% shared word order (bigrams),
+        25% how much of the question the text explains, so "làm lại cccd" prefers "cấp lại
+        căn cước" over "làm căn cước" although both are fully covered.
         """
         content = {w for w in words if w not in STOPWORDS} or set(words)
         total = self._weight(content)
         if total == 0:
             return 0.0
         uni = self._weight(content & q) / total
-        bi = _bigrams(words)
+        bi = set(_bigrams(words))
         order = len(bi & qbi) / len(bi) if bi else uni
         explained = self._weight(q & set(words)) / (self._weight(q) or 1.0)
         score = 0.6 * uni + 0.15 * order + 0.25 * explained
@@ -125,17 +223,67 @@ class CatalogIndex:
             score *= 0.5  # one shared syllable ("thời", "mua") is not a match of a phrase
         return score
 
+    def recall(self, qwords: list[str]) -> np.ndarray:
+        """Weighted BM25 scores of every procedure for the question's terms."""
+        q = [w for w in qwords if w not in STOPWORDS]
+        terms = q + _bigrams(qwords) * BIGRAM_BOOST
+        scores = np.zeros(len(self.entries), dtype=np.float32)
+        for key, model in self.models.items():
+            known = [t for t in terms if t in model.vocab_dict]
+            if known:
+                scores += FIELD_WEIGHTS[key] * model.get_scores(known)
+        return scores
+
     def search(self, text: str, limit: int = 5, min_score: float = 0.3) -> list[SearchResult]:
         """Rank procedures for free text; empty when nothing plausible matches."""
         qwords = self.query_words(text)
         q = {w for w in qwords if w not in STOPWORDS}
-        if not q:
+        if not q or not self.entries:
             return []
-        qbi = _bigrams(qwords)
+        scores = self.recall(qwords)
+        top = float(scores.max())
+        if top <= 0:
+            return []
+        k = min(RECALL, len(scores))
+        cand = np.argpartition(-scores, k - 1)[:k]
+        qbi = set(_bigrams(qwords))
+        qlevels = {lv for lv, keys in LEVEL_WORDS.items()
+                   if any(k in q or k.replace(" ", "_") in qbi for k in keys)}
+        share = COVER if len(q) < LONG_QUERY else COVER_LONG
         results = []
-        for e in self.entries:
-            best = max((w * self._score_text(q, qbi, ws) for ws, w in e.texts), default=0.0)
-            if best >= min_score:
-                results.append(SearchResult(e.code, e.name, best))
+        for i in cand:
+            e = self.entries[int(i)]
+            cover = max((w * self._score_text(q, qbi, ws) for ws, w in e.texts), default=0.0)
+            rel = float(scores[i]) / top
+            if qlevels:
+                prior = 0.03 if e.levels & qlevels else 0.0
+            else:
+                prior = max((LEVEL_PRIOR.get(lv, 0.0) for lv in e.levels), default=0.0)
+            score = min(1.0, share * cover + (1 - share) * rel + prior)
+            if score >= min_score:
+                results.append(SearchResult(e.code, e.name, score))
         results.sort(key=lambda r: (-r.score, r.code))
         return results[: max(1, limit)]
+
+
+def _collect_acronyms(words: list[str], out: dict[str, Counter[str]]) -> None:
+    """Record the initials of every 3–7 syllable phrase: "giay phep lai xe" → "gplx"."""
+    for n in range(3, 8):
+        for i in range(len(words) - n + 1):
+            span = words[i:i + n]
+            out["".join(w[0] for w in span)][" ".join(span)] += 1
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def doc_of(p: Procedure) -> IndexDoc:
+    """The index's view of a stored procedure."""
+    names = [(a.alias, 1.0) for a in p.aliases]
+    names += [(p.short_name or "", 0.95), (p.name, 0.9)]
+    body = " ".join(filter(None, (p.conditions, p.result)))
+    return IndexDoc(
+        code=p.code, name=p.display_name, names=tuple(names), field=p.field or "",
+        agency=p.agency or "", documents=" ".join(d.name for d in p.documents),
+        body=_SPACES.sub(" ", body), levels=levels_of(p.level),
+    )

@@ -7,6 +7,7 @@ while the others are still loaded.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -28,6 +29,7 @@ from bot.catalog.models import (
     Procedure,
     Step,
 )
+from bot.catalog.revision import bump_revision
 from bot.config import ROOT
 from bot.text import fold, nfc
 
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 SEED_DIR = ROOT / "data" / "catalog"
 TIME_UNITS = ("ngày làm việc", "ngày", "giờ", "tháng")
+TEXT_FIELDS = ("short_name", "field", "level", "agency", "authority", "url", "summary", "result",
+               "online_howto", "audience", "conditions", "decision")
 
 
 class CatalogError(ValueError):
@@ -89,17 +93,36 @@ def _fee(value: Any, where: str) -> int | None:
     return value
 
 
-def normalize_record(raw: Any) -> dict[str, Any]:
-    """Validate one YAML record and return it in canonical form (raises CatalogError)."""
+def _raw_json(value: Any, where: str) -> str | None:
+    """The source's unparsed texts as canonical JSON (sorted keys), or None."""
+    if value is None or value == {}:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise CatalogError(f"{where}: không phải JSON hợp lệ") from exc
+    if not isinstance(value, dict):
+        raise CatalogError(f"{where}: phải là mapping")
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def normalize_record(raw: Any, partial: bool = False) -> dict[str, Any]:
+    """Validate one record and return it in canonical form (raises CatalogError).
+
+    With `partial`, only the keys the record has are returned (plus `code`): a source that
+    knows only names and fields (the portal's exported lists) must not blank out the
+    documents and fees another source provided.
+    """
     if not isinstance(raw, dict):
         raise CatalogError(f"bản ghi phải là một mapping, nhận {type(raw).__name__}")
     code = _text(raw.get("code"), "code", required=True)
     where = f"thủ tục {code}"
     rec: dict[str, Any] = {"code": code}
-    rec["name"] = _text(raw.get("name"), f"{where}.name", required=True)
-    for key in ("short_name", "field", "level", "agency", "authority", "url", "summary",
-                "result", "online_howto"):
+    rec["name"] = _text(raw.get("name"), f"{where}.name", required="name" in raw or not partial)
+    for key in TEXT_FIELDS:
         rec[key] = _text(raw.get(key), f"{where}.{key}")
+    rec["raw"] = _raw_json(raw.get("raw"), f"{where}.raw")
     channels = []
     for i, ch in enumerate(raw.get("channels") or []):
         w = f"{where}.channels[{i}]"
@@ -151,15 +174,16 @@ def normalize_record(raw: Any) -> dict[str, Any]:
         if fold(text) not in {fold(x) for x in aliases}:
             aliases.append(text)
     rec["aliases"] = aliases
+    if partial:
+        rec = {k: v for k, v in rec.items() if k == "code" or k in raw}
     return rec
 
 
 def _snapshot(p: Procedure) -> dict[str, Any]:
     """The stored procedure in the canonical form of `normalize_record`, for change checks."""
     return {
-        "code": p.code, "name": p.name, "short_name": p.short_name, "field": p.field,
-        "level": p.level, "agency": p.agency, "authority": p.authority, "url": p.url,
-        "summary": p.summary, "result": p.result, "online_howto": p.online_howto,
+        "code": p.code, "name": p.name, **{k: getattr(p, k) for k in TEXT_FIELDS}, "raw": p.raw,
+        "filled": p.filled,
         "channels": [{"channel": c.channel, "time_value": c.time_value, "time_unit": c.time_unit,
                       "time_text": c.time_text, "fee": c.fee, "fee_text": c.fee_text,
                       "note": c.note} for c in p.channels],
@@ -171,9 +195,9 @@ def _snapshot(p: Procedure) -> dict[str, Any]:
 
 
 def _apply(p: Procedure, rec: dict[str, Any], source: str) -> None:
-    for key in ("name", "short_name", "field", "level", "agency", "authority", "url", "summary",
-                "result", "online_howto"):
+    for key in ("name", *TEXT_FIELDS, "raw"):
         setattr(p, key, rec[key])
+    p.filled = rec.get("filled")
     p.name_folded = fold(rec["name"])
     p.source = source
     session = object_session(p)
@@ -217,48 +241,99 @@ def _load_existing(session: Session, codes: list[str], chunk: int = 500) -> dict
 
 
 def upsert_records(session: Session, records: list[Any], source: str = "seed",
-                   owned_only: bool = False) -> LoadReport:
+                   owned_only: bool = False, partial: bool = False,
+                   keep_sources: frozenset[str] = frozenset(),
+                   labels: list[str] | None = None) -> LoadReport:
     """Insert or update records by code; bad records are reported and skipped.
 
     With `owned_only`, an existing record from another source (an import, an operator's
     edit) is kept as it is: the seed never overwrites what someone loaded on purpose.
+    `keep_sources` keeps records of the named sources (imports keep the curated seed).
+    With `partial`, records carry only some fields and are merged into what is stored.
+    `labels` name the records in error messages ("dòng 17"); default "bản ghi #N".
+    Every load that changed something bumps the catalog revision.
     """
     report = LoadReport()
-    valid: list[dict[str, Any]] = []
+    valid: list[tuple[str, dict[str, Any]]] = []
     seen: set[str] = set()
     for i, raw in enumerate(records):
+        label = labels[i] if labels else f"bản ghi #{i + 1}"
         try:
-            rec = normalize_record(raw)
+            rec = normalize_record(raw, partial=partial)
         except CatalogError as exc:
             report.rejected += 1
-            report.errors.append(f"bản ghi #{i + 1}: {exc}")
+            report.errors.append(f"{label}: {exc}")
             continue
         if rec["code"] in seen:
             report.rejected += 1
-            report.errors.append(f"bản ghi #{i + 1}: mã {rec['code']} bị lặp trong cùng tệp")
+            report.errors.append(f"{label}: mã {rec['code']} bị lặp trong cùng tệp")
             continue
         seen.add(rec["code"])
-        valid.append(rec)
-    stored = _load_existing(session, [rec["code"] for rec in valid])
-    for rec in valid:
+        valid.append((label, rec))
+    stored = _load_existing(session, [rec["code"] for _, rec in valid])
+    for label, rec in valid:
         existing = stored.get(rec["code"])
         if existing is None:
+            if not rec.get("name"):
+                report.rejected += 1
+                report.errors.append(f"{label}: thủ tục {rec['code']} mới nhưng thiếu tên")
+                continue
             p = Procedure(code=rec["code"])
-            _apply(p, rec, source)
+            _apply(p, {**_EMPTY, **rec}, source)
             session.add(p)
             report.new += 1
             continue
-        if owned_only and existing.source != source:
+        if (owned_only and existing.source != source) or existing.source in keep_sources:
             report.kept += 1
             continue
-        wanted = dict(rec, aliases=sorted(rec["aliases"], key=fold))
-        if _snapshot(existing) == wanted:
+        before = _snapshot(existing)
+        if partial:
+            wanted = _merge(before, rec, overwrite=existing.source == source)
+        else:
+            wanted = _keep_filled(before, dict(rec, filled=None))
+        wanted = dict(wanted, aliases=sorted(wanted["aliases"], key=fold))
+        if before == wanted:
             report.unchanged += 1
         else:
-            _apply(existing, rec, source)
+            _apply(existing, wanted, existing.source if partial else source)
             report.updated += 1
     session.flush()
+    if report.changed:
+        bump_revision(session)
     return report
+
+
+def _filled(value: str | None) -> set[str]:
+    return set(filter(None, (value or "").split(",")))
+
+
+def _merge(before: dict[str, Any], rec: dict[str, Any], overwrite: bool) -> dict[str, Any]:
+    """A partial record merged into the stored one.
+
+    Into a record another source owns, a partial source only fills what is empty, and the
+    filled fields are remembered (`filled`) so that re-importing the full source keeps
+    them instead of blanking them: re-importing both sources must change nothing.
+    """
+    if overwrite:
+        return {**before, **rec}
+    fills = {k: v for k, v in rec.items() if before.get(k) in (None, "", []) and v}
+    filled = _filled(before.get("filled")) | set(fills)
+    return {**before, **fills, "filled": ",".join(sorted(filled)) or None}
+
+
+def _keep_filled(before: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
+    """A full record that keeps the fields a partial source filled and it leaves empty."""
+    kept = {k for k in _filled(before.get("filled")) if rec.get(k) in (None, "", [])}
+    for k in kept:
+        rec[k] = before[k]
+    rec["filled"] = ",".join(sorted(kept)) or None
+    return rec
+
+
+_EMPTY: dict[str, Any] = {
+    **{k: None for k in TEXT_FIELDS}, "raw": None, "filled": None, "channels": [], "documents": [],
+    "steps": [], "legal_basis": [], "aliases": [],
+}
 
 
 def read_catalog_file(path: Path) -> list[Any]:

@@ -1,0 +1,1 @@
+"""Readers for the national portal exports: crawl, portal lists, Ministry of Defence."""

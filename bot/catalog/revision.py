@@ -1,0 +1,44 @@
+"""The catalog's revision number: bumped by every load that changed something.
+
+Search indexes live in the memory of long-running processes (gateway, action server) and
+are expensive to rebuild over thousands of procedures, so they check this one integer
+instead of re-reading the catalog to find out whether an operator imported new data.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.catalog.models import CatalogCounter
+
+KEY = "revision"
+
+
+def catalog_revision(session: Session) -> int:
+    """The current revision (0 for a catalog no load has changed yet)."""
+    number = session.execute(
+        select(CatalogCounter.number).where(CatalogCounter.key == KEY)
+    ).scalar_one_or_none()
+    return int(number or 0)
+
+
+def bump_revision(session: Session) -> None:
+    """Add one to the revision inside the caller's transaction (atomic UPDATE)."""
+    result = session.execute(
+        update(CatalogCounter).where(CatalogCounter.key == KEY)
+        .values(number=CatalogCounter.number + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount:
+        return
+    try:
+        with session.begin_nested():
+            session.add(CatalogCounter(key=KEY, number=1))
+    except IntegrityError:  # another process created the row first
+        session.execute(
+            update(CatalogCounter).where(CatalogCounter.key == KEY)
+            .values(number=CatalogCounter.number + 1)
+            .execution_options(synchronize_session=False)
+        )

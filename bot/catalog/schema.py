@@ -1,0 +1,49 @@
+"""Bring an existing catalog database up to the current model: add columns that are new.
+
+The catalog only ever gains nullable columns between releases, so `create_all` plus
+`ADD COLUMN` for what is missing keeps an operator's imported data across upgrades without
+a migration framework. A change that is not purely additive must come with a real
+migration (Alembic) instead of growing this module.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+
+from bot.catalog.models import Base
+
+log = logging.getLogger(__name__)
+
+
+def missing_columns(engine: Engine) -> list[tuple[str, str, str]]:
+    """(table, column, SQL type) of model columns the database does not have yet."""
+    insp = inspect(engine)
+    out = []
+    for table in Base.metadata.sorted_tables:
+        if not insp.has_table(table.name):
+            continue
+        present = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name not in present:
+                if not col.nullable or col.primary_key:
+                    raise RuntimeError(
+                        f"cột {table.name}.{col.name} mới nhưng không nullable: cần migration")
+                out.append((table.name, col.name, col.type.compile(dialect=engine.dialect)))
+    return out
+
+
+def upgrade(engine: Engine) -> list[str]:
+    """Create missing tables and add missing nullable columns; returns what was added."""
+    Base.metadata.create_all(engine)
+    added = []
+    missing = missing_columns(engine)
+    if missing:
+        with engine.begin() as conn:
+            for table, column, sqltype in missing:
+                conn.execute(text(f'ALTER TABLE {table} ADD COLUMN "{column}" {sqltype}'))
+                added.append(f"{table}.{column}")
+        log.info("catalog schema: added columns %s", ", ".join(added))
+    return added
