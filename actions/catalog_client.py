@@ -10,11 +10,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from bot.catalog.db import session_factory
-from bot.catalog.models import Alias, Procedure
+from bot.catalog.live_index import LiveIndex
+from bot.catalog.models import Procedure
 from bot.catalog.search import CatalogIndex, SearchResult
 from bot.catalog.seed import ensure_seeded
 from bot.config import Settings
@@ -42,9 +43,7 @@ class CatalogClient:
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
         self._factory = session_factory(database_url)
-        self._lock = threading.Lock()
-        self._index: CatalogIndex | None = None
-        self._version: tuple[int, int] | None = None
+        self._live = LiveIndex(database_url)
         with self.session() as s:
             ensure_seeded(s)
             s.commit()
@@ -52,18 +51,9 @@ class CatalogClient:
     def session(self) -> Session:
         return self._factory()
 
-    def _catalog_version(self, s: Session) -> tuple[int, int]:
-        return (s.execute(select(func.count(Procedure.code))).scalar_one(),
-                s.execute(select(func.count(Alias.id))).scalar_one())
-
-    def index(self, s: Session) -> CatalogIndex:
-        """The search index, rebuilt when the catalog's size changed since last build."""
-        version = self._catalog_version(s)
-        with self._lock:
-            if self._index is None or version != self._version:
-                self._index = CatalogIndex.from_session(s)
-                self._version = version
-            return self._index
+    def index(self, s: Session | None = None) -> CatalogIndex:
+        """The search index, rebuilt in the background after the catalog changed."""
+        return self._live.get()
 
     def get(self, s: Session, code: str) -> Procedure | None:
         return s.execute(

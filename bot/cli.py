@@ -251,6 +251,72 @@ def cmd_catalog_coverage(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _index_for(settings: Settings, catalog: list[str] | None):  # noqa: ANN202 - CatalogIndex
+    """The search index of the configured catalog, or of a temporary one built from files."""
+    import tempfile
+
+    from bot.catalog.db import session_scope
+    from bot.catalog.importers.load import expand_paths, import_file
+    from bot.catalog.search import CatalogIndex
+    from bot.catalog.seed import ensure_seeded
+
+    url = settings.database_url
+    if catalog:
+        tmp = tempfile.mkdtemp(prefix="dvc-eval-")
+        url = f"sqlite:///{tmp}/catalog.sqlite3"
+    with session_scope(url) as s:
+        ensure_seeded(s)
+        s.commit()
+        for path in expand_paths([Path(p) for p in catalog or []]):
+            import_file(s, path, progress=sys.stderr.isatty())
+        return CatalogIndex.from_session(s)
+
+
+def cmd_eval_search(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from bot.catalog.importers.load import CatalogError
+    from bot.catalog.search_eval import (
+        KS,
+        EvalFileError,
+        NameBM25,
+        evaluate,
+        index_rank,
+        load_cases,
+    )
+
+    try:
+        cases, skipped = load_cases(Path(args.file))
+        index = _index_for(settings, args.catalog)
+    except (EvalFileError, CatalogError) as exc:
+        print(f"Lỗi: {exc}", file=sys.stderr)
+        return 2
+    if not cases:
+        print("Lỗi: tệp không có câu hỏi nào kèm mã thủ tục", file=sys.stderr)
+        return 2
+    baseline = NameBM25(index.docs)
+    t0 = time.perf_counter()
+    ours = evaluate(index_rank(index), cases)
+    t1 = time.perf_counter()
+    base = evaluate(baseline.rank, cases)
+    if args.json:
+        print(json.dumps({"file": args.file, "catalog_size": len(index.entries),
+                          "skipped_without_codes": skipped, "search": ours.as_dict(),
+                          "baseline_bm25_names": base.as_dict()}, ensure_ascii=False))
+        return 0
+    print(f"{args.file}: {ours.n} câu hỏi có mã thủ tục ({skipped} câu không có mã, bỏ qua); "
+          f"danh mục {len(index.entries)} thủ tục")
+    print(f"{'':24}" + "".join(f"{'top-' + str(k):>8}" for k in KS) + f"{'MRR':>8}")
+    for label, m in (("tìm kiếm của bot", ours), ("BM25 trên tên (gốc)", base)):
+        print(f"{label:24}" + "".join(f"{m.top(k):8.3f}" for k in KS) + f"{m.mrr:8.3f}")
+    print(f"trung bình {1000 * (t1 - t0) / ours.n:.1f} ms/câu (chỉ để tham khảo; đo tốc độ: "
+          "bench/search_latency.py)")
+    for case, got in ours.misses[: args.misses]:
+        print(f"- {case.question[:120]}\n    cần {', '.join(sorted(case.codes))}; "
+              f"được {', '.join(got) or '(không có)'}")
+    return 0
+
+
 def cmd_lexicon(args: argparse.Namespace, settings: Settings) -> int:
     from bot.nlu.lexicon import write_lexicon
 
@@ -302,6 +368,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     lx = sub.add_parser("lexicon", help="regenerate data/lexicon/domain_words.txt (train does it)")
     lx.set_defaults(func=cmd_lexicon)
+
+    e = sub.add_parser("eval", help="evaluations of single components")
+    esub = e.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
+    es = esub.add_parser(
+        "search", help="top-1/3/10 and MRR of procedure search on a JSONL file, with a "
+        "BM25-over-names baseline from the same run",
+        description="FILE: JSON lines with `question` (or `text`) and `procedure_codes` (or "
+        "`procedures`). Lines without codes are skipped.")
+    es.add_argument("file")
+    es.add_argument("--catalog", nargs="+", metavar="PATH",
+                    help="evaluate on a temporary catalog: the seed plus these export files "
+                    "(default: the configured DATABASE_URL)")
+    es.add_argument("--misses", type=int, default=0, help="print this many missed questions")
+    es.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    es.set_defaults(func=cmd_eval_search)
 
     c = sub.add_parser("catalog", help="catalog management")
     csub = c.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")

@@ -70,10 +70,12 @@ class Stack:
     with_gateway: bool = True
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
-    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, cmd: list[str],
+               extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=service_env(self.settings), stdout=log,
+        env = {**service_env(self.settings), **(extra_env or {})}
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
@@ -83,7 +85,7 @@ class Stack:
         s = self.settings
         actions = self._spawn("actions", [
             sys.executable, "-m", "rasa_sdk", "--actions", "actions",
-            "--port", str(s.actions_port)])
+            "--port", str(s.actions_port)], extra_env={"DVC_ACTIONS_WARMUP": "1"})
         rasa = self._spawn("rasa", [
             sys.executable, "-m", "rasa", "run", "--enable-api", "--model", str(self.model),
             "--port", str(s.rasa_port), "--endpoints", str(ROOT / "endpoints.yml"),

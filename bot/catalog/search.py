@@ -64,6 +64,7 @@ RECALL = 60  # candidates passed from BM25 recall to the rerank
 COVER = 0.8  # share of the phrase-coverage score in the final score (rest: BM25 recall)
 COVER_LONG = 0.0  # ...for long questions (formal, FAQ-like): names explain only a part
 LONG_QUERY = 8  # content syllables from which a question counts as long
+EVIDENCE = 0.35  # name coverage below this scales the score down (weak absolute evidence)
 BIGRAM_BOOST = 1  # how many times a query bigram counts in recall
 LEVEL_PRIOR = {"xa": 0.02, "tinh": 0.01, "bo": 0.0, "khac": 0.0}
 LEVEL_WORDS = {
@@ -141,6 +142,7 @@ class CatalogIndex:
     """An in-memory index of the catalog; rebuild it when the catalog revision changes."""
 
     def __init__(self, docs: list[IndexDoc]) -> None:
+        self.docs = docs
         self.entries: list[_Entry] = []
         df: Counter[str] = Counter()
         fields: dict[str, list[list[str]]] = defaultdict(list)
@@ -260,6 +262,8 @@ class CatalogIndex:
             else:
                 prior = max((LEVEL_PRIOR.get(lv, 0.0) for lv in e.levels), default=0.0)
             score = min(1.0, share * cover + (1 - share) * rel + prior)
+            if cover < EVIDENCE:  # recall is relative to the best hit, not evidence itself
+                score *= cover / EVIDENCE
             if score >= min_score:
                 results.append(SearchResult(e.code, e.name, score))
         results.sort(key=lambda r: (-r.score, r.code))

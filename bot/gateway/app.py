@@ -25,8 +25,7 @@ from aiohttp.abc import AbstractAccessLogger
 from sqlalchemy import text as sql_text
 
 from bot.catalog.db import session_scope
-from bot.catalog.search import CatalogIndex
-from bot.catalog.seed import ensure_seeded
+from bot.catalog.live_index import LiveIndex
 from bot.config import Settings
 from bot.gateway.errors import (
     ApiError,
@@ -53,15 +52,19 @@ _LIMIT_RE = re.compile(r"[0-9]{1,6}")  # ASCII only: int() would also accept "٥
 
 @dataclass(frozen=True)
 class CatalogState:
-    """The search index built at startup, or why it could not be built.
+    """The live search index built at startup, or why it could not be built.
 
     A broken seed file must not stop the chat from working, so a failed load is kept
-    as an error that /healthz reports and search answers with 503.
+    as an error that /healthz reports and search answers with 503. After an import the
+    index follows the catalog (see `LiveIndex`).
     """
 
-    index: CatalogIndex | None
-    size: int = 0
+    index: LiveIndex | None
     error: str | None = None
+
+    @property
+    def size(self) -> int:
+        return self.index.size if self.index is not None else 0
 
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -114,12 +117,9 @@ async def rasa_client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def _load_catalog(database_url: str) -> CatalogState:
     """Seed an empty catalog and build the in-memory search index (blocking)."""
-    with session_scope(database_url) as session:
-        report = ensure_seeded(session)
-        index = CatalogIndex.from_session(session)
-    if report.changed:
-        log.info("catalog seeded: %s", report.summary())
-    return CatalogState(index=index, size=len(index.entries))
+    live = LiveIndex(database_url)
+    live.load()
+    return CatalogState(index=live)
 
 
 async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -287,7 +287,8 @@ async def search_procedures(request: web.Request) -> web.Response:
             "Danh mục thủ tục tạm thời không sẵn sàng. Bạn vui lòng thử lại sau.",
         )
     # Typo correction runs rapidfuzz over the vocabulary: keep it off the event loop.
-    results = await asyncio.to_thread(state.index.search, q, limit)
+    index = state.index
+    results = await asyncio.to_thread(lambda: index.get().search(q, limit))
     return json_response({"results": [r.as_dict() for r in results]})
 
 
