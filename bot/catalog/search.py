@@ -30,6 +30,7 @@ from functools import lru_cache
 import bm25s
 import numpy as np
 from rapidfuzz import fuzz, process
+from scipy import sparse
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -65,7 +66,6 @@ COVER = 0.8  # share of the phrase-coverage score in the final score (rest: BM25
 COVER_LONG = 0.0  # ...for long questions (formal, FAQ-like): names explain only a part
 LONG_QUERY = 8  # content syllables from which a question counts as long
 EVIDENCE = 0.35  # name coverage below this scales the score down (weak absolute evidence)
-BIGRAM_BOOST = 1  # how many times a query bigram counts in recall
 LEVEL_PRIOR = {"xa": 0.02, "tinh": 0.01, "bo": 0.0, "khac": 0.0}
 LEVEL_WORDS = {
     "xa": {"xa", "phuong", "dac khu"}, "tinh": {"tinh", "thanh pho"},
@@ -131,11 +131,23 @@ def _terms(words: list[str]) -> list[str]:
 
 
 @dataclass
+class _Text:
+    """One name or alias, precomputed for the coverage rerank (queries are hot, builds not)."""
+
+    weight: float  # how much this kind of text counts (alias > short name > official name)
+    words: frozenset[str]
+    content: frozenset[str]  # without stopwords (or all words when only stopwords)
+    total: float  # IDF weight of `content`
+    bigrams: frozenset[str]
+
+
+@dataclass
 class _Entry:
     code: str
     name: str
     texts: list[tuple[list[str], float]]  # (syllables, weight of this text kind)
     levels: frozenset[str] = field(default_factory=frozenset)
+    prepared: list[_Text] = field(default_factory=list)
 
 
 class CatalogIndex:
@@ -164,12 +176,9 @@ class CatalogIndex:
             self.known.update(t for terms in fields[key] for t in terms if "_" not in t)
         self.acronyms = {a: c.most_common(1)[0][0].split() for a, c in acronyms.items()
                          if a not in self.known and len(a) >= 3}
-        self.models: dict[str, bm25s.BM25] = {}
-        for key, weight in FIELD_WEIGHTS.items():
-            if weight and self.entries:
-                model = bm25s.BM25(k1=1.2, b=0.75)
-                model.index([terms or ["_"] for terms in fields[key]], show_progress=False)
-                self.models[key] = model
+        for e in self.entries:
+            e.prepared = [self._prepare(words, w) for words, w in e.texts]
+        self._build_recall(fields)
         self._correct = lru_cache(maxsize=4096)(self._correct_uncached)
 
     @classmethod
@@ -205,36 +214,62 @@ class CatalogIndex:
     def _weight(self, words: set[str]) -> float:
         return sum(self.idf.get(w, 1.0) for w in words)
 
-    def _score_text(self, q: set[str], qbi: set[str], words: list[str]) -> float:
+    def _prepare(self, words: list[str], weight: float) -> _Text:
+        content = frozenset(w for w in words if w not in STOPWORDS) or frozenset(words)
+        return _Text(weight, frozenset(words), content, self._weight(set(content)),
+                     frozenset(_bigrams(words)))
+
+    def _build_recall(self, fields: dict[str, list[list[str]]]) -> None:
+        """One BM25 model per field (bm25s), merged into one weighted doc × term matrix.
+
+        Summing a few columns of a CSC matrix is one vectorised call per query, where
+        asking each field's model separately cost most of the query time.
+        """
+        self.columns: dict[str, list[int]] = defaultdict(list)
+        blocks = []
+        offset = 0
+        for key, weight in FIELD_WEIGHTS.items():
+            if not weight or not self.entries:
+                continue
+            model = bm25s.BM25(k1=1.2, b=0.75)
+            model.index([terms or ["_"] for terms in fields[key]], show_progress=False)
+            sc = model.scores
+            block = sparse.csc_matrix(
+                (np.asarray(sc["data"], dtype=np.float32) * weight, sc["indices"], sc["indptr"]),
+                shape=(len(self.entries), len(sc["indptr"]) - 1))
+            blocks.append(block)
+            for term, col in model.vocab_dict.items():
+                if col < block.shape[1]:  # bm25s may list a placeholder token past the end
+                    self.columns[term].append(offset + col)
+            offset += block.shape[1]
+        self.matrix = (sparse.hstack(blocks, format="csc") if blocks
+                       else sparse.csc_matrix((len(self.entries), 0), dtype=np.float32))
+
+    def _score_text(self, q: set[str], qbi: set[str], t: _Text) -> float:
         """How well one name or alias matches the question, in [0, 1].
 
         60% how much of the text the question covers, 15% shared word order (bigrams),
         25% how much of the question the text explains, so "làm lại cccd" prefers "cấp lại
         căn cước" over "làm căn cước" although both are fully covered.
         """
-        content = {w for w in words if w not in STOPWORDS} or set(words)
-        total = self._weight(content)
-        if total == 0:
+        if t.total == 0:
             return 0.0
-        uni = self._weight(content & q) / total
-        bi = set(_bigrams(words))
-        order = len(bi & qbi) / len(bi) if bi else uni
-        explained = self._weight(q & set(words)) / (self._weight(q) or 1.0)
+        shared = t.content & q
+        uni = self._weight(shared) / t.total
+        order = len(t.bigrams & qbi) / len(t.bigrams) if t.bigrams else uni
+        explained = self._weight(q & t.words) / (self._weight(q) or 1.0)
         score = 0.6 * uni + 0.15 * order + 0.25 * explained
-        if len(content & q) < 2 <= len(content):
+        if len(shared) < 2 <= len(t.content):
             score *= 0.5  # one shared syllable ("thời", "mua") is not a match of a phrase
         return score
 
     def recall(self, qwords: list[str]) -> np.ndarray:
         """Weighted BM25 scores of every procedure for the question's terms."""
         q = [w for w in qwords if w not in STOPWORDS]
-        terms = q + _bigrams(qwords) * BIGRAM_BOOST
-        scores = np.zeros(len(self.entries), dtype=np.float32)
-        for key, model in self.models.items():
-            known = [t for t in terms if t in model.vocab_dict]
-            if known:
-                scores += FIELD_WEIGHTS[key] * model.get_scores(known)
-        return scores
+        cols = [c for t in q + _bigrams(qwords) for c in self.columns.get(t, ())]
+        if not cols:
+            return np.zeros(len(self.entries), dtype=np.float32)
+        return np.asarray(self.matrix[:, cols].sum(axis=1)).ravel()
 
     def search(self, text: str, limit: int = 5, min_score: float = 0.3) -> list[SearchResult]:
         """Rank procedures for free text; empty when nothing plausible matches."""
@@ -255,7 +290,7 @@ class CatalogIndex:
         results = []
         for i in cand:
             e = self.entries[int(i)]
-            cover = max((w * self._score_text(q, qbi, ws) for ws, w in e.texts), default=0.0)
+            cover = max((t.weight * self._score_text(q, qbi, t) for t in e.prepared), default=0.0)
             rel = float(scores[i]) / top
             if qlevels:
                 prior = 0.03 if e.levels & qlevels else 0.0
