@@ -14,7 +14,6 @@ machine is shared and noisy, so read the ratio more than the absolute numbers.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import random
 import statistics
@@ -26,11 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.catalog.importers import bqp, crawl  # noqa: E402
-from bot.catalog.models import Procedure  # noqa: E402
-from bot.catalog.search import CatalogIndex, IndexDoc, doc_of  # noqa: E402
+from bot.catalog.importers.load import parse_files  # noqa: E402
+from bot.catalog.search import CatalogIndex, IndexDoc, docs_from_records  # noqa: E402
 from bot.catalog.search_eval import NameBM25, load_cases  # noqa: E402
-from bot.catalog.seed import SEED_DIR, _apply, normalize_record, read_catalog_file  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 EXPORTS = [SHARED / "data/dvcqg/procedures_2026-06.jsonl.gz",
@@ -40,23 +37,7 @@ QUERIES = [SHARED / "data/dvcqg/faq_dev.jsonl", SHARED / "eval/citizen_dev.jsonl
 
 def catalog_docs() -> list[IndexDoc]:
     """Seed records win over imported ones, as `bot catalog import` keeps them."""
-    records: dict[str, dict] = {}
-    for path in EXPORTS:
-        module = crawl if crawl.looks_like(json.loads(gzip.open(path, "rt").readline())) else bqp
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                rec = module.parse_record(json.loads(line))
-                records[rec["code"]] = rec
-    for path in sorted(SEED_DIR.glob("*.yaml")):
-        for raw in read_catalog_file(path):
-            rec = normalize_record(raw)
-            records[rec["code"]] = rec
-    docs = []
-    for rec in records.values():
-        p = Procedure(code=rec["code"])
-        _apply(p, {**normalize_record(rec)}, "bench")
-        docs.append(doc_of(p))
-    return docs
+    return docs_from_records(parse_files(EXPORTS))
 
 
 def synthetic(docs: list[IndexDoc], scale: int, seed: int = 42) -> list[IndexDoc]:

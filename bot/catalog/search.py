@@ -35,7 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from bot.catalog.models import Procedure
-from bot.text import fold_words
+from bot.text import fold, fold_words
 
 # Words that carry the question, not the procedure: never evidence for a match.
 STOPWORDS = frozenset(
@@ -66,12 +66,13 @@ COVER = 0.8  # share of the phrase-coverage score in the final score (rest: BM25
 COVER_LONG = 0.0  # ...for long questions (formal, FAQ-like): names explain only a part
 LONG_QUERY = 8  # content syllables from which a question counts as long
 EVIDENCE = 0.35  # name coverage below this scales the score down (weak absolute evidence)
-LEVEL_PRIOR = {"xa": 0.02, "tinh": 0.01, "bo": 0.0, "khac": 0.0}
+LEVEL_PRIOR = {"xa": 0.05, "tinh": 0.025, "bo": 0.0, "khac": 0.0}
+# Phrases that name a level ("xã", "bổ sung", "tính" fold to words that say nothing alone).
 LEVEL_WORDS = {
-    "xa": {"xa", "phuong", "dac khu"}, "tinh": {"tinh", "thanh pho"},
-    "bo": {"trung uong", "bo", "cuc"},
+    "xa": {"cap_xa", "ubnd_xa", "an_xa", "cap_phuong"},
+    "tinh": {"cap_tinh", "ubnd_tinh", "an_tinh"},
+    "bo": {"cap_bo", "trung_uong"},
 }
-
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -97,6 +98,20 @@ class IndexDoc:
     documents: str = ""
     body: str = ""
     levels: frozenset[str] = frozenset()
+
+
+_LEVEL_SUFFIX = re.compile(
+    r"\(?\s*\b(?:thuc hien |do )?(?:tai |o )?cap (?:xa|tinh|huyen|bo|trung uong)\b\s*\)?")
+
+
+def strip_level(text: str) -> str:
+    """The folded name without "(thực hiện tại cấp tỉnh)"-style level phrases.
+
+    Variants of one procedure differ only by such phrases; left in, their extra words
+    would make the coverage score prefer whichever variant has the shortest phrase rather
+    than the level the citizen means (the level prior decides that).
+    """
+    return _LEVEL_SUFFIX.sub(" ", fold(text))
 
 
 def levels_of(level_text: str | None) -> frozenset[str]:
@@ -160,7 +175,7 @@ class CatalogIndex:
         fields: dict[str, list[list[str]]] = defaultdict(list)
         acronyms: dict[str, Counter[str]] = defaultdict(Counter)
         for d in docs:
-            texts = [(expand(fold_words(t)), w) for t, w in d.names if t]
+            texts = [(expand(fold_words(strip_level(t))), w) for t, w in d.names if t]
             self.entries.append(_Entry(d.code, d.name, texts, d.levels))
             df.update({s for words, _ in texts for s in words})
             fields["names"].append(_terms([s for words, _ in texts for s in words]))
@@ -285,9 +300,9 @@ class CatalogIndex:
         cand = np.argpartition(-scores, k - 1)[:k]
         qbi = set(_bigrams(qwords))
         qlevels = {lv for lv, keys in LEVEL_WORDS.items()
-                   if any(k in q or k.replace(" ", "_") in qbi for k in keys)}
+                   if keys & qbi}
         share = COVER if len(q) < LONG_QUERY else COVER_LONG
-        results = []
+        ranked: list[tuple[float, str, SearchResult]] = []
         for i in cand:
             e = self.entries[int(i)]
             cover = max((t.weight * self._score_text(q, qbi, t) for t in e.prepared), default=0.0)
@@ -296,13 +311,14 @@ class CatalogIndex:
                 prior = 0.03 if e.levels & qlevels else 0.0
             else:
                 prior = max((LEVEL_PRIOR.get(lv, 0.0) for lv in e.levels), default=0.0)
-            score = min(1.0, share * cover + (1 - share) * rel + prior)
+            key = share * cover + (1 - share) * rel + prior
             if cover < EVIDENCE:  # recall is relative to the best hit, not evidence itself
-                score *= cover / EVIDENCE
-            if score >= min_score:
-                results.append(SearchResult(e.code, e.name, score))
-        results.sort(key=lambda r: (-r.score, r.code))
-        return results[: max(1, limit)]
+                key *= cover / EVIDENCE
+            if key >= min_score:
+                # Rank by the uncapped key: capping first would tie the level variants.
+                ranked.append((-key, e.code, SearchResult(e.code, e.name, min(1.0, key))))
+        ranked.sort(key=lambda t: t[:2])
+        return [r for _, _, r in ranked[: max(1, limit)]]
 
 
 def _collect_acronyms(words: list[str], out: dict[str, Counter[str]]) -> None:
@@ -326,3 +342,16 @@ def doc_of(p: Procedure) -> IndexDoc:
         agency=p.agency or "", documents=" ".join(d.name for d in p.documents),
         body=_SPACES.sub(" ", body), levels=levels_of(p.level),
     )
+
+
+def docs_from_records(records: list[dict]) -> list[IndexDoc]:
+    """Index documents straight from canonical records (benchmarks, tests: no database)."""
+    from bot.catalog.seed import _EMPTY, _apply, normalize_record
+
+    docs = []
+    for raw in records:
+        rec = normalize_record(raw)
+        p = Procedure(code=rec["code"])
+        _apply(p, {**_EMPTY, **rec}, "memory")
+        docs.append(doc_of(p))
+    return docs

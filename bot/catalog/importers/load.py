@@ -172,6 +172,28 @@ def import_file(session: Session, path: Path, keep_curated: bool = True,
     return shape, report
 
 
+def parse_files(paths: list[Path], keep_curated: bool = True) -> list[dict[str, Any]]:
+    """Canonical records of export files without a database, as an import would store them.
+
+    Later files win for the same code; with `keep_curated` the shipped seed wins over all,
+    as `bot catalog import` keeps it. Rejected records are left out.
+    """
+    from bot.catalog.seed import SEED_DIR
+
+    records: dict[str, dict[str, Any]] = {}
+    for path in expand_paths(paths):
+        shape = detect(path)
+        for _, item in read_items(path, shape):
+            if isinstance(item, dict) and not shape.partial:
+                records[str(item["code"])] = item
+    if keep_curated:
+        for seed_file in sorted(SEED_DIR.glob("*.yaml")):
+            for raw in read_catalog_file(seed_file):
+                if isinstance(raw, dict) and raw.get("code"):
+                    records[str(raw["code"])] = raw
+    return list(records.values())
+
+
 def expand_paths(paths: list[Path]) -> list[Path]:
     """Files as given, and the supported files inside any folder given."""
     out: list[Path] = []
