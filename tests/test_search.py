@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 
 from bot.catalog.importers.load import parse_files
-from bot.catalog.search import STOPWORDS, CatalogIndex, docs_from_records, levels_of
+from bot.catalog.search import (
+    STOPWORDS,
+    CatalogIndex,
+    docs_from_records,
+    levels_of,
+    strip_level,
+)
 from bot.catalog.search_eval import NameBM25, evaluate, index_rank, load_cases
 from bot.cli import main
 from bot.text import fold, fold_words
@@ -90,7 +96,7 @@ def test_acronyms_are_learned_from_the_catalog(index: CatalogIndex) -> None:
     rng = random.Random(5)
     checked = 0
     for doc in rng.sample(index.docs, 200):
-        words = fold_words(doc.names[-1][0], expand_teencode=False)
+        words = fold_words(strip_level(doc.names[-1][0]), expand_teencode=False)
         spans = [words[i:i + 4] for i in range(len(words) - 3)
                  if not set(words[i:i + 4]) & STOPWORDS]
         if not spans:

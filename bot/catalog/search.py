@@ -67,6 +67,7 @@ COVER_LONG = 0.0  # ...for long questions (formal, FAQ-like): names explain only
 LONG_QUERY = 8  # content syllables from which a question counts as long
 EVIDENCE = 0.35  # name coverage below this scales the score down (weak absolute evidence)
 LEVEL_PRIOR = {"xa": 0.05, "tinh": 0.025, "bo": 0.0, "khac": 0.0}
+NAMED_LEVEL = 0.1  # bonus for the level the question names ("cấp tỉnh", "trung ương")
 # Phrases that name a level ("xã", "bổ sung", "tính" fold to words that say nothing alone).
 LEVEL_WORDS = {
     "xa": {"cap_xa", "ubnd_xa", "an_xa", "cap_phuong"},
@@ -308,7 +309,9 @@ class CatalogIndex:
             cover = max((t.weight * self._score_text(q, qbi, t) for t in e.prepared), default=0.0)
             rel = float(scores[i]) / top
             if qlevels:
-                prior = 0.03 if e.levels & qlevels else 0.0
+                # The named level wins; a variant known to be done elsewhere steps back.
+                prior = NAMED_LEVEL if e.levels & qlevels else (
+                    0.0 if "khac" in e.levels else -NAMED_LEVEL)
             else:
                 prior = max((LEVEL_PRIOR.get(lv, 0.0) for lv in e.levels), default=0.0)
             key = share * cover + (1 - share) * rel + prior
