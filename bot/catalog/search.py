@@ -57,8 +57,9 @@ ABBREVIATIONS = {
     "bhxh": "bao hiem xa hoi", "bhyt": "bao hiem y te", "dkkd": "dang ky kinh doanh",
     "xay nha": "xay dung nha o", "mst": "ma so thue",
 }
-_PHRASES = sorted(((k.split(), v.split()) for k, v in ABBREVIATIONS.items()),
-                  key=lambda kv: -len(kv[0]))
+_PHRASES: dict[str, list[tuple[list[str], list[str]]]] = defaultdict(list)
+for _key, _value in sorted(ABBREVIATIONS.items(), key=lambda kv: -len(kv[0].split())):
+    _PHRASES[_key.split()[0]].append((_key.split(), _value.split()))
 
 FIELD_WEIGHTS = {"names": 1.0, "field": 0.2, "agency": 0.1, "documents": 0.1, "body": 0.05}
 RECALL = 60  # candidates passed from BM25 recall to the rerank
@@ -127,7 +128,7 @@ def expand(words: list[str]) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(words):
-        for key, repl in _PHRASES:
+        for key, repl in _PHRASES.get(words[i], ()):
             if words[i:i + len(key)] == key:
                 out.extend(repl)
                 i += len(key)
@@ -174,7 +175,7 @@ class CatalogIndex:
         self.entries: list[_Entry] = []
         df: Counter[str] = Counter()
         fields: dict[str, list[list[str]]] = defaultdict(list)
-        acronyms: dict[str, Counter[str]] = defaultdict(Counter)
+        acronyms: dict[str, dict[str, int]] = {}
         for d in docs:
             texts = [(expand(fold_words(strip_level(t))), w) for t, w in d.names if t]
             self.entries.append(_Entry(d.code, d.name, texts, d.levels))
@@ -190,8 +191,8 @@ class CatalogIndex:
         self.known = {t for terms in fields["names"] for t in terms if "_" not in t}
         for key in ("field", "agency", "documents", "body"):
             self.known.update(t for terms in fields[key] for t in terms if "_" not in t)
-        self.acronyms = {a: c.most_common(1)[0][0].split() for a, c in acronyms.items()
-                         if a not in self.known and len(a) >= 3}
+        self.acronyms = {a: max(c.items(), key=lambda kv: (kv[1], kv[0]))[0].split()
+                         for a, c in acronyms.items() if a not in self.known}
         for e in self.entries:
             e.prepared = [self._prepare(words, w) for words, w in e.texts]
         self._build_recall(fields)
@@ -324,12 +325,14 @@ class CatalogIndex:
         return [r for _, _, r in ranked[: max(1, limit)]]
 
 
-def _collect_acronyms(words: list[str], out: dict[str, Counter[str]]) -> None:
+def _collect_acronyms(words: list[str], out: dict[str, dict[str, int]]) -> None:
     """Record the initials of every 3–7 syllable phrase: "giay phep lai xe" → "gplx"."""
+    initials = [w[0] for w in words]
     for n in range(3, 8):
         for i in range(len(words) - n + 1):
-            span = words[i:i + n]
-            out["".join(w[0] for w in span)][" ".join(span)] += 1
+            phrases = out.setdefault("".join(initials[i:i + n]), {})
+            phrase = " ".join(words[i:i + n])
+            phrases[phrase] = phrases.get(phrase, 0) + 1
 
 
 _SPACES = re.compile(r"\s+")

@@ -46,7 +46,7 @@ JSON_SHAPES = (("crawl", crawl), ("bqp", bqp))
 
 
 def _open_text(path: Path):  # noqa: ANN202 - a text stream
-    if path.suffix == ".gz":
+    if path.suffix.lower() == ".gz":
         return gzip.open(path, "rt", encoding="utf-8")
     return path.open(encoding="utf-8")
 

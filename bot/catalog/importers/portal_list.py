@@ -73,6 +73,12 @@ def read_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | CatalogError]]
                 if all(v is None or not str(v).strip() for v in row):
                     continue
                 label = f"{ws.title}!dòng {n}"
+                code_col = next(i for i, key in cols.items() if key == "code")
+                if code_col < len(row) and isinstance(row[code_col], (int, float)):
+                    # 1.000370 stored as a number reads back as "1.00037": refuse to guess.
+                    yield label, CatalogError(
+                        f"mã thủ tục {row[code_col]!r} là ô kiểu số; cần định dạng văn bản")
+                    continue
                 rec = {key: _cell(row[i]) if i < len(row) else None for i, key in cols.items()}
                 code = (rec.get("code") or "").replace(" ", "")
                 if not CODE.match(code):
