@@ -21,6 +21,7 @@ syllables are mapped to the nearest catalog syllable.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import Counter, defaultdict
@@ -36,6 +37,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from bot.catalog.models import Procedure
 from bot.text import fold, fold_words
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # one DEBUG line per field and build
 
 # Words that carry the question, not the procedure: never evidence for a match.
 STOPWORDS = frozenset(
