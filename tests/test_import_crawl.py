@@ -333,3 +333,16 @@ def test_whole_file_coverage_floors() -> None:
     assert where["fee"]["share"] >= 0.78
     assert cov["step"]["share"] >= 0.99
     assert cov["legal_basis"]["share"] >= 0.95
+
+
+def test_time_from_the_description_when_the_cell_has_none_1_004656() -> None:
+    """"Không có thông tin" in the time cell, "05 ngày làm việc kể từ …" in the description."""
+    channels = rec("1.004656")["channels"]
+    assert channels and all(c["time_value"] == 5.0 for c in channels)
+    assert all(c["time_unit"] == "ngày làm việc" for c in channels)
+    assert all("Không có thông tin" in c["time_text"] for c in channels)
+
+
+def test_dates_in_the_description_are_not_times_1_000221() -> None:
+    """"… ngày 20 tháng …" is a date, not "20 tháng" of processing."""
+    assert all(c["time_value"] is None for c in rec("1.000221")["channels"])

@@ -116,6 +116,8 @@ def _channel_row(label: str, body: str) -> dict[str, Any]:
     """One row: time cell, fee cell (main text plus its bracket), then the description."""
     time_text, value, unit, rest = _split_time(body)
     fee_text, note = _split_fee(rest)
+    if value is None:
+        value, unit, time_text = _time_from_note(note, value, unit, time_text)
     return {
         "channel": channel_kind(label),
         "time_value": value,
@@ -125,6 +127,25 @@ def _channel_row(label: str, body: str) -> dict[str, Any]:
         "fee_text": clean(fee_text),
         "note": clean(note),
     }
+
+
+_NOTE_TIME = re.compile(r"(\d+)\s*(ngày làm việc|ngày|giờ|tháng)\s+kể từ", re.IGNORECASE)
+
+
+def _time_from_note(note: str | None, value: float | None, unit: str | None,
+                    time_text: str) -> tuple[float | None, str | None, str]:
+    """The time from the row's description when the time cell has none.
+
+    Some rows leave the time cell "Không có thông tin" and write "05 ngày làm việc kể từ
+    ngày nhận đủ hồ sơ" in the description. Only one distinct time is taken: a description
+    listing several ("03 ngày …; 07 ngày …") is case-specific and stays unparsed.
+    """
+    found = {(float(m.group(1)), m.group(2).lower()) for m in _NOTE_TIME.finditer(note or "")}
+    found = {(v, u) for v, u in found if v > 0}
+    if len(found) != 1:
+        return value, unit, time_text
+    (v, u), = found
+    return v, u, f"{time_text} (mô tả: {v:g} {u})"
 
 
 def _split_time(body: str) -> tuple[str, float | None, str | None, str]:
