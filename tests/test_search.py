@@ -19,9 +19,11 @@ from bot.catalog.importers.load import parse_files
 from bot.catalog.search import (
     STOPWORDS,
     CatalogIndex,
+    IndexDoc,
     docs_from_records,
     levels_of,
     strip_level,
+    variant_of,
 )
 from bot.catalog.search_eval import NameBM25, evaluate, index_rank, load_cases
 from bot.cli import main
@@ -175,3 +177,29 @@ def test_eval_search_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     data.write_text('{"question": "a", "procedure_codes": []}\n{oops\n', encoding="utf-8")
     assert main(["eval", "search", str(data)]) == 2
     assert "dòng 2" in capsys.readouterr().err
+
+
+def test_variant_of() -> None:
+    assert variant_of(fold_words("Thủ tục cấp lại thẻ ABTC")) == "cap lai"
+    assert variant_of(fold_words("Gia hạn giấy phép")) == "gia han"
+    assert variant_of(fold_words("Cấp giấy phép xây dựng")) is None
+
+
+def test_long_question_means_the_base_procedure() -> None:
+    """A long question about a paper that does not ask to reissue it means issuing it,
+    even when the reissue's name shares more of the question's other words."""
+    def doc(code: str, name: str) -> IndexDoc:
+        return IndexDoc(code, name, ((name, 0.9),), levels=frozenset({"bo"}))
+
+    index = CatalogIndex([
+        doc("1", "Cấp giấy phép kinh doanh vận chuyển hàng không"),
+        doc("2", "Cấp lại giấy phép kinh doanh vận chuyển hàng không cho doanh nghiệp, "
+                 "hãng hàng không"),
+        doc("3", "Đăng ký thành lập doanh nghiệp tư nhân"),
+        doc("4", "Cấp giấy chứng nhận đủ điều kiện kinh doanh dịch vụ bảo vệ"),
+    ])
+    question = ("Doanh nghiệp hàng không muốn được cấp giấy phép kinh doanh vận chuyển hàng "
+                "không thì cần chuẩn bị hồ sơ gì và đáp ứng điều kiện gì?")
+    assert [r.code for r in index.search(question, limit=2)] == ["1", "2"]
+    assert index.search("cấp lại giấy phép kinh doanh vận chuyển hàng không cho doanh "
+                        "nghiệp bị mất thì làm thế nào, cần hồ sơ gì?", limit=1)[0].code == "2"

@@ -69,6 +69,14 @@ RECALL = 60  # candidates passed from BM25 recall to the rerank
 COVER = 0.8  # share of the phrase-coverage score in the final score (rest: BM25 recall)
 COVER_LONG = 0.0  # ...for long questions (formal, FAQ-like): names explain only a part
 LONG_QUERY = 8  # content syllables from which a question counts as long
+# Names that start with one of these are variants of a base procedure (reissue, renewal,
+# amendment…). A long question about a paper that does not ask for the variant means the
+# base procedure; short messages are handled by the coverage score and the aliases.
+VARIANTS = tuple(v.split() for v in (
+    "cap lai", "cap doi", "gia han", "dieu chinh", "sua doi", "thu hoi", "bo sung", "thay doi",
+    "dang ky lai", "huy", "xoa", "tam ngung", "cham dut", "cap dieu chinh", "cap gia han",
+    "cap sua doi"))
+VARIANT_PENALTY = 0.1
 EVIDENCE = 0.35  # name coverage below this scales the score down (weak absolute evidence)
 LEVEL_PRIOR = {"xa": 0.05, "tinh": 0.025, "bo": 0.0, "khac": 0.0}
 NAMED_LEVEL = 0.1  # bonus for the level the question names ("cấp tỉnh", "trung ương")
@@ -117,6 +125,13 @@ def strip_level(text: str) -> str:
     than the level the citizen means (the level prior decides that).
     """
     return _LEVEL_SUFFIX.sub(" ", fold(text))
+
+
+def variant_of(words: list[str]) -> str | None:
+    """The variant verb a folded official name starts with ("thủ tục" skipped), if any."""
+    if words[:2] == ["thu", "tuc"]:
+        words = words[2:]
+    return next((" ".join(v) for v in VARIANTS if words[:len(v)] == v), None)
 
 
 def levels_of(level_text: str | None) -> frozenset[str]:
@@ -168,6 +183,7 @@ class _Entry:
     texts: list[tuple[list[str], float]]  # (syllables, weight of this text kind)
     levels: frozenset[str] = field(default_factory=frozenset)
     prepared: list[_Text] = field(default_factory=list)
+    variant: str | None = None  # "cap lai", "gia han"…: what the official name starts with
 
 
 class CatalogIndex:
@@ -181,7 +197,9 @@ class CatalogIndex:
         acronyms: dict[str, dict[str, int]] = {}
         for d in docs:
             texts = [(expand(fold_words(strip_level(t))), w) for t, w in d.names if t]
-            self.entries.append(_Entry(d.code, d.name, texts, d.levels))
+            official = fold_words(strip_level(d.names[-1][0])) if d.names else []
+            self.entries.append(_Entry(d.code, d.name, texts, d.levels,
+                                       variant=variant_of(official)))
             df.update({s for words, _ in texts for s in words})
             fields["names"].append(_terms([s for words, _ in texts for s in words]))
             for key in ("field", "agency", "documents", "body"):
@@ -306,7 +324,9 @@ class CatalogIndex:
         qbi = set(_bigrams(qwords))
         qlevels = {lv for lv, keys in LEVEL_WORDS.items()
                    if keys & qbi}
-        share = COVER if len(q) < LONG_QUERY else COVER_LONG
+        long_query = len(q) >= LONG_QUERY
+        share = COVER_LONG if long_query else COVER
+        qtext = f" {' '.join(qwords)} "
         ranked: list[tuple[float, str, SearchResult]] = []
         for i in cand:
             e = self.entries[int(i)]
@@ -319,6 +339,8 @@ class CatalogIndex:
             else:
                 prior = max((LEVEL_PRIOR.get(lv, 0.0) for lv in e.levels), default=0.0)
             key = share * cover + (1 - share) * rel + prior
+            if long_query and e.variant and f" {e.variant} " not in qtext:
+                key -= VARIANT_PENALTY
             if cover < EVIDENCE:  # recall is relative to the best hit, not evidence itself
                 key *= cover / EVIDENCE
             if key >= min_score:
