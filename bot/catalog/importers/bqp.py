@@ -13,8 +13,11 @@ import re
 from typing import Any
 
 from bot.catalog.importers.cells import (
+    canonical,
     channel_kind,
     clean,
+    code_and_name,
+    conditions_text,
     find_number,
     parse_fee,
     parse_time,
@@ -39,38 +42,26 @@ def parse_record(raw: Any) -> dict[str, Any]:
     meta = _dict(raw.get("metadata"))
     content = _dict(raw.get("content"))
     tables = _dict(raw.get("tables"))
-    code = clean(meta.get("mã_thủ_tục")) or clean(raw.get("thu_tuc_id"))
-    if code is None:
-        raise CatalogError("bản ghi thiếu mã thủ tục (thu_tuc_id / metadata.mã_thủ_tục)")
-    code = code.replace(" ", "")
-    name = clean(meta.get("tên_thủ_tục"))
-    if name is None:
-        raise CatalogError(f"thủ tục {code}: thiếu tên thủ tục (metadata.tên_thủ_tục)")
-    conditions = clean(content.get("yêu_cầu_điều_kiện_thực_hiện"))
-    if conditions is not None and re.fullmatch(r"(?i)không(?: có)?\.?", conditions):
-        conditions = None
-    return {
-        "code": code,
-        "name": name,
-        "short_name": None,
-        "summary": None,
-        "online_howto": None,
-        "url": None,
-        "field": clean(meta.get("lĩnh_vực")),
-        "level": clean(meta.get("cấp_thực_hiện")),
-        "agency": clean(content.get("cơ_quan_thực_hiện")),
-        "authority": clean(content.get("cơ_quan_có_thẩm_quyền")),
-        "result": clean(content.get("kết_quả_thực_hiện")),
-        "audience": clean(content.get("đối_tượng_thực_hiện")),
-        "conditions": conditions,
-        "decision": _decision(meta.get("số_quyết_định")),
-        "channels": parse_channels(tables.get("hinh_thuc_nop")),
-        "documents": parse_documents(tables.get("thanh_phan_ho_so")),
-        "steps": parse_steps(content.get("trình_tự_thực_hiện")),
-        "legal_basis": parse_legal_basis(tables.get("can_cu_phap_ly")),
-        "aliases": [],
-        "raw": _raw(tables, content),
-    }
+    code, name = code_and_name(clean(meta.get("mã_thủ_tục")) or raw.get("thu_tuc_id"),
+                               meta.get("tên_thủ_tục"), "thu_tuc_id / metadata.mã_thủ_tục",
+                               "metadata.tên_thủ_tục")
+    return canonical(
+        code, name,
+        url=None,
+        field=clean(meta.get("lĩnh_vực")),
+        level=clean(meta.get("cấp_thực_hiện")),
+        agency=clean(content.get("cơ_quan_thực_hiện")),
+        authority=clean(content.get("cơ_quan_có_thẩm_quyền")),
+        result=clean(content.get("kết_quả_thực_hiện")),
+        audience=clean(content.get("đối_tượng_thực_hiện")),
+        conditions=conditions_text(content.get("yêu_cầu_điều_kiện_thực_hiện")),
+        decision=_decision(meta.get("số_quyết_định")),
+        channels=parse_channels(tables.get("hinh_thuc_nop")),
+        documents=parse_documents(tables.get("thanh_phan_ho_so")),
+        steps=parse_steps(content.get("trình_tự_thực_hiện")),
+        legal_basis=parse_legal_basis(tables.get("can_cu_phap_ly")),
+        raw=_raw(tables, content),
+    )
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bot.catalog.seed import CatalogError
 from bot.text import nfc
 
 # Must stay equal to bot.catalog.seed.TIME_UNITS: the seed loader rejects any other unit.
@@ -306,3 +307,33 @@ def find_number(text: str | None) -> str | None:
         return None
     found = iter_numbers(t)
     return found[0][2] if found else None
+
+
+# --- whole records ---------------------------------------------------------------------------
+
+
+def code_and_name(code_value: Any, name_value: Any, code_field: str,
+                  name_field: str) -> tuple[str, str]:
+    """The record's code (spaces removed) and name, or CatalogError naming the field."""
+    code = clean(code_value)
+    if code is None:
+        raise CatalogError(f"bản ghi thiếu mã thủ tục ({code_field})")
+    code = code.replace(" ", "")
+    name = clean(name_value)
+    if name is None:
+        raise CatalogError(f"thủ tục {code}: thiếu tên thủ tục ({name_field})")
+    return code, name
+
+
+def conditions_text(value: Any) -> str | None:
+    """The conditions cell; "Không" / "Không có" mean there are none."""
+    text = clean(value)
+    if text is not None and re.fullmatch(r"(?i)không(?: có)?\.?", text):
+        return None
+    return text
+
+
+def canonical(code: str, name: str, **fields: Any) -> dict[str, Any]:
+    """A canonical record: exports have no short names, summaries, how-tos or aliases."""
+    return {"code": code, "name": name, "short_name": None, "summary": None,
+            "online_howto": None, "aliases": [], **fields}

@@ -38,13 +38,19 @@ def _raw(record: Record) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
+def _has_rows(record: Record, crawl_key: str, crawl_row: re.Pattern[str], table: str,
+              column: str) -> bool:
+    """The source has a table with a row: a flattened crawl string or a defence table."""
+    raw = _raw(record)
+    crawl = raw.get(crawl_key)
+    if isinstance(crawl, str) and crawl_row.search(crawl):
+        return True
+    return any(row.get(column) for row in _rows(raw, table))
+
+
 def source_has_channel(record: Record) -> bool:
     """The source has a channel table with at least one row."""
-    raw = _raw(record)
-    crawl = raw.get("cach_thuc_thuc_hien")
-    if isinstance(crawl, str) and _CRAWL_ROW.search(crawl):
-        return True
-    return any(row.get("hinh_thuc") for row in _rows(raw, "hinh_thuc_nop"))
+    return _has_rows(record, "cach_thuc_thuc_hien", _CRAWL_ROW, "hinh_thuc_nop", "hinh_thuc")
 
 
 def source_has_time(record: Record) -> bool:
@@ -75,11 +81,8 @@ def _rows(raw: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 def source_has_document(record: Record) -> bool:
     """The source has a document table with at least one row."""
-    raw = _raw(record)
-    crawl = raw.get("thanh_phan_ho_so")
-    if isinstance(crawl, str) and _CRAWL_DOC_ROW.search(crawl):
-        return True
-    return any(row.get("ten_giay_to") for row in _rows(raw, "thanh_phan_ho_so"))
+    return _has_rows(record, "thanh_phan_ho_so", _CRAWL_DOC_ROW, "thanh_phan_ho_so",
+                     "ten_giay_to")
 
 
 SOURCE_HAS: dict[str, Callable[[Record], bool]] = {

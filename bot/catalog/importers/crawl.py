@@ -13,8 +13,11 @@ import re
 from typing import Any
 
 from bot.catalog.importers.cells import (
+    canonical,
     channel_kind,
     clean,
+    code_and_name,
+    conditions_text,
     iter_numbers,
     parse_fee,
     parse_time,
@@ -34,38 +37,25 @@ def parse_record(raw: Any) -> dict[str, Any]:
     """One crawl record → the canonical catalog record (see bot.catalog.seed)."""
     if not isinstance(raw, dict):
         raise CatalogError(f"bản ghi phải là một đối tượng JSON, nhận {type(raw).__name__}")
-    code = clean(raw.get("ma_thu_tuc"))
-    if code is None:
-        raise CatalogError("bản ghi thiếu mã thủ tục (ma_thu_tuc)")
-    code = code.replace(" ", "")
-    name = clean(raw.get("ten_thu_tuc"))
-    if name is None:
-        raise CatalogError(f"thủ tục {code}: thiếu tên thủ tục (ten_thu_tuc)")
-    conditions = clean(raw.get("yeu_cau_dieu_kien"))
-    if conditions is not None and re.fullmatch(r"(?i)không(?: có)?\.?", conditions):
-        conditions = None
-    return {
-        "code": code,
-        "name": name,
-        "short_name": None,
-        "summary": None,
-        "online_howto": None,
-        "url": clean(raw.get("detail_url")),
-        "field": clean(raw.get("linh_vuc")),
-        "level": clean(raw.get("cap_thuc_hien")),
-        "agency": clean(raw.get("co_quan_thuc_hien")),
-        "authority": clean(raw.get("co_quan_co_tham_quyen")),
-        "result": parse_result(raw.get("ket_qua_xu_ly")),
-        "audience": clean(raw.get("doi_tuong_thuc_hien")),
-        "conditions": conditions,
-        "decision": clean(raw.get("so_quyet_dinh")),
-        "channels": parse_channels(raw.get("cach_thuc_thuc_hien")),
-        "documents": parse_documents(raw.get("thanh_phan_ho_so")),
-        "steps": parse_steps(raw.get("trinh_tu_thuc_hien")),
-        "legal_basis": parse_legal_basis(raw.get("can_cu_phap_ly")),
-        "aliases": [],
-        "raw": {k: t for k in RAW_KEYS if (t := clean(raw.get(k))) is not None},
-    }
+    code, name = code_and_name(raw.get("ma_thu_tuc"), raw.get("ten_thu_tuc"), "ma_thu_tuc",
+                               "ten_thu_tuc")
+    return canonical(
+        code, name,
+        url=clean(raw.get("detail_url")),
+        field=clean(raw.get("linh_vuc")),
+        level=clean(raw.get("cap_thuc_hien")),
+        agency=clean(raw.get("co_quan_thuc_hien")),
+        authority=clean(raw.get("co_quan_co_tham_quyen")),
+        result=parse_result(raw.get("ket_qua_xu_ly")),
+        audience=clean(raw.get("doi_tuong_thuc_hien")),
+        conditions=conditions_text(raw.get("yeu_cau_dieu_kien")),
+        decision=clean(raw.get("so_quyet_dinh")),
+        channels=parse_channels(raw.get("cach_thuc_thuc_hien")),
+        documents=parse_documents(raw.get("thanh_phan_ho_so")),
+        steps=parse_steps(raw.get("trinh_tu_thuc_hien")),
+        legal_basis=parse_legal_basis(raw.get("can_cu_phap_ly")),
+        raw={k: t for k in RAW_KEYS if (t := clean(raw.get(k))) is not None},
+    )
 
 
 # --- result -------------------------------------------------------------------------------
