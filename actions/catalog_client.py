@@ -40,10 +40,10 @@ class Resolution:
 class CatalogClient:
     """Thread-safe catalog access for actions (rasa-sdk runs actions in one event loop)."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, refresh: float = 5.0) -> None:
         self.database_url = database_url
         self._factory = session_factory(database_url)
-        self._live = LiveIndex(database_url)
+        self._live = LiveIndex(database_url, check_every=refresh)
         with self.session() as s:
             ensure_seeded(s)
             s.commit()
@@ -121,7 +121,8 @@ def get_client() -> CatalogClient:
     """The process-wide client for DATABASE_URL (created on first use)."""
     global _CLIENT
     with _CLIENT_LOCK:
-        url = Settings.from_env().database_url
+        settings = Settings.from_env()
+        url = settings.database_url
         if _CLIENT is None or _CLIENT.database_url != url:
-            _CLIENT = CatalogClient(url)
+            _CLIENT = CatalogClient(url, settings.catalog_refresh)
         return _CLIENT

@@ -53,6 +53,7 @@ class Settings:
     portal_url: str = "https://dichvucong.gov.vn"
     support_hotline: str = "18001096"
     rasa_timeout: float = 30.0
+    catalog_refresh: float = 5.0  # seconds between checks for a changed catalog (imports)
     max_message_bytes: int = 4096
     log_level: str = "INFO"
 
@@ -74,6 +75,7 @@ class Settings:
             portal_url=(env.get("PORTAL_URL") or "https://dichvucong.gov.vn").rstrip("/"),
             support_hotline=env.get("SUPPORT_HOTLINE") or "18001096",
             rasa_timeout=_float(env, "RASA_TIMEOUT", 30.0),
+            catalog_refresh=_float(env, "CATALOG_REFRESH_SECONDS", 5.0),
             max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", 4096),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
         )

@@ -115,9 +115,9 @@ async def rasa_client_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def _load_catalog(database_url: str) -> CatalogState:
+def _load_catalog(database_url: str, refresh: float = 5.0) -> CatalogState:
     """Seed an empty catalog and build the in-memory search index (blocking)."""
-    live = LiveIndex(database_url)
+    live = LiveIndex(database_url, check_every=refresh)
     live.load()
     return CatalogState(index=live)
 
@@ -126,7 +126,8 @@ async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:
     """Build the search index once, off the event loop (SQLAlchemy here is synchronous)."""
     settings = app[SETTINGS_KEY]
     try:
-        state = await asyncio.to_thread(_load_catalog, settings.database_url)
+        state = await asyncio.to_thread(_load_catalog, settings.database_url,
+                                        settings.catalog_refresh)
         log.info("catalog loaded: %d procedures", state.size)
     except Exception as exc:  # keep chatting even if the catalog is broken; /healthz says so
         log.exception("catalog could not be loaded")

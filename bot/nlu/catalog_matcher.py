@@ -40,6 +40,8 @@ ENTITY = "procedure"
 
 def load_catalog_phrases(database_url: str | None = None) -> dict[str, list[str]]:
     """Folded phrase → procedure codes, from the catalog database (seeded if empty)."""
+    from sqlalchemy.orm import selectinload
+
     from bot.catalog.db import session_scope
     from bot.catalog.models import Procedure
     from bot.catalog.seed import ensure_seeded
@@ -49,7 +51,8 @@ def load_catalog_phrases(database_url: str | None = None) -> dict[str, list[str]
     phrases: dict[str, set[str]] = defaultdict(set)
     with session_scope(url) as session:
         ensure_seeded(session)
-        for p in session.query(Procedure).all():
+        # One query for all aliases: the imported catalog has thousands of procedures.
+        for p in session.query(Procedure).options(selectinload(Procedure.aliases)).all():
             names = [a.alias for a in p.aliases] + ([p.short_name] if p.short_name else [])
             for name in names:
                 key = " ".join(fold_words(name))
