@@ -84,11 +84,25 @@ def fold(text: str) -> str:
 _WORD_RE = re.compile(r"[0-9a-z]+", re.IGNORECASE)
 
 
+def has_tone_marks(word: str) -> bool:
+    """Whether a word carries Vietnamese vowel or tone marks (đ alone does not count).
+
+    Teencode is typed without marks: "hong" may be "không", but "hồng" (sổ hồng) and
+    "hỏng" (hư hỏng) are words of their own and must not be expanded.
+    """
+    plain = word.replace("đ", "d").replace("Đ", "D")
+    return strip_accents(plain) != plain
+
+
 def fold_words(text: str, expand_teencode: bool = True) -> list[str]:
     """Folded syllables of `text`, teencode expanded: the unit of catalog matching."""
+    norm = nfc(text)
+    folded = strip_accents(norm).lower()  # same length as `norm`: offsets match
     words: list[str] = []
-    for w in _WORD_RE.findall(fold(text)):
-        if expand_teencode and w in TEENCODE:
+    for m in _WORD_RE.finditer(folded):
+        w = m.group(0)
+        if (expand_teencode and w in TEENCODE
+                and not has_tone_marks(norm[m.start():m.end()])):
             words.extend(TEENCODE[w].split())
         else:
             words.append(w)

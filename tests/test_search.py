@@ -21,6 +21,7 @@ from bot.catalog.search import (
     CatalogIndex,
     IndexDoc,
     docs_from_records,
+    expand,
     levels_of,
     strip_level,
     variant_of,
@@ -203,3 +204,16 @@ def test_long_question_means_the_base_procedure() -> None:
     assert [r.code for r in index.search(question, limit=2)] == ["1", "2"]
     assert index.search("cấp lại giấy phép kinh doanh vận chuyển hàng không cho doanh "
                         "nghiệp bị mất thì làm thế nào, cần hồ sơ gì?", limit=1)[0].code == "2"
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("làm lại HC", "lam lai ho chieu"),
+    ("sổ hồng", "giay chung nhan quyen su dung dat"),
+    ("so do", "giay chung nhan quyen su dung dat"),
+    ("nhập hộ khẩu", "nhap thuong tru"),
+    ("UBND xã", "uy ban nhan dan xa"),
+    ("cmnd", "chung minh nhan dan"),
+    ("gplx ko", "giay phep lai xe khong"),
+])
+def test_abbreviations_expand(text: str, words: str) -> None:
+    assert " ".join(expand(fold_words(text))) == words

@@ -37,3 +37,13 @@ def test_mask_pii_hides_citizen_id_and_phone() -> None:
     assert "001203004567" not in masked and "0912345678" not in masked
     assert "84987654321" not in masked
     assert "001******567" in masked
+
+
+def test_teencode_only_in_words_typed_without_marks() -> None:
+    """"hồng", "hỏng" fold to "hong" like the teencode for "không", but are real words."""
+    from bot.nlu.segment import fold_word
+
+    assert fold_words("sổ hồng bị hư hỏng") == ["so", "hong", "bi", "hu", "hong"]
+    assert fold_words("ko dc hong") == ["khong", "duoc", "khong"]
+    assert fold_words("đc") == ["duoc"]
+    assert fold_word("hư hỏng") == "hu_hong" and fold_word("ko") == "khong"

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from bot.config import ROOT
-from bot.text import TEENCODE, normalize, strip_accents
+from bot.text import TEENCODE, has_tone_marks, normalize, strip_accents
 
 # Codes like "000.18.07.H31-250729-0004", URLs and e-mail addresses stay whole.
 _PROTECTED_RE = re.compile(
@@ -72,9 +72,18 @@ def _word_tokenize():  # noqa: ANN202 - imported lazily: underthesea loads a mod
 
 
 def fold_word(text: str) -> str:
-    """Lower-case, accent-free, syllables joined by "_": "Đăng ký" → "dang_ky"."""
-    syllables = strip_accents(text).lower().split()
-    return "_".join(TEENCODE.get(s, s).replace(" ", "_") for s in syllables)
+    """Lower-case, accent-free, syllables joined by "_": "Đăng ký" → "dang_ky".
+
+    Teencode is expanded only in syllables typed without marks ("ko" → "khong"), never in
+    real words that fold to a teencode key ("hỏng", "hồng" → "hong", not "khong").
+    """
+    out = []
+    for syllable in text.split():
+        folded = strip_accents(syllable).lower()
+        if folded in TEENCODE and not has_tone_marks(syllable):
+            folded = TEENCODE[folded]
+        out.append(folded.replace(" ", "_"))
+    return "_".join(out)
 
 
 Piece = tuple[str, list[tuple[int, int]]]  # surface, syllable spans in `norm` coordinates
