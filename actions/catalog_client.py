@@ -51,7 +51,7 @@ class CatalogClient:
     def session(self) -> Session:
         return self._factory()
 
-    def index(self, s: Session | None = None) -> CatalogIndex:
+    def index(self) -> CatalogIndex:
         """The search index, rebuilt in the background after the catalog changed."""
         return self._live.get()
 
@@ -72,7 +72,7 @@ class CatalogClient:
         span share, 0.71 with the whole text alone): DIET's spans are often fragments
         ("lại", "xin"), and an alias the matcher finds scores fully here anyway.
         """
-        return self.index(s).search(text, limit=10)
+        return self.index().search(text, limit=10)
 
     def resolve(self, s: Session, entities: list[dict[str, Any]], text: str,
                 context_code: str | None) -> Resolution:

@@ -180,9 +180,8 @@ class _Text:
 class _Entry:
     code: str
     name: str
-    texts: list[tuple[list[str], float]]  # (syllables, weight of this text kind)
     levels: frozenset[str] = field(default_factory=frozenset)
-    prepared: list[_Text] = field(default_factory=list)
+    prepared: list[_Text] = field(default_factory=list)  # names and aliases, for the rerank
     variant: str | None = None  # "cap lai", "gia han"…: what the official name starts with
 
 
@@ -195,11 +194,13 @@ class CatalogIndex:
         df: Counter[str] = Counter()
         fields: dict[str, list[list[str]]] = defaultdict(list)
         acronyms: dict[str, dict[str, int]] = {}
+        all_texts: list[list[tuple[list[str], float]]] = []  # per entry: (syllables, weight)
         for d in docs:
             texts = [(expand(fold_words(strip_level(t))), w) for t, w in d.names if t]
-            official = fold_words(strip_level(d.names[-1][0])) if d.names else []
-            self.entries.append(_Entry(d.code, d.name, texts, d.levels,
-                                       variant=variant_of(official)))
+            all_texts.append(texts)
+            # The official name is the last of `names`: its first words say the variant.
+            official = texts[-1][0] if texts and d.names[-1][0] else []
+            self.entries.append(_Entry(d.code, d.name, d.levels, variant=variant_of(official)))
             df.update({s for words, _ in texts for s in words})
             fields["names"].append(_terms([s for words, _ in texts for s in words]))
             for key in ("field", "agency", "documents", "body"):
@@ -214,8 +215,8 @@ class CatalogIndex:
             self.known.update(t for terms in fields[key] for t in terms if "_" not in t)
         self.acronyms = {a: max(c.items(), key=lambda kv: (kv[1], kv[0]))[0].split()
                          for a, c in acronyms.items() if a not in self.known}
-        for e in self.entries:
-            e.prepared = [self._prepare(words, w) for words, w in e.texts]
+        for e, texts in zip(self.entries, all_texts, strict=True):
+            e.prepared = [self._prepare(words, w) for words, w in texts]
         self._build_recall(fields)
         self._correct = lru_cache(maxsize=4096)(self._correct_uncached)
 
@@ -322,8 +323,7 @@ class CatalogIndex:
         k = min(RECALL, len(scores))
         cand = np.argpartition(-scores, k - 1)[:k]
         qbi = set(_bigrams(qwords))
-        qlevels = {lv for lv, keys in LEVEL_WORDS.items()
-                   if keys & qbi}
+        qlevels = {lv for lv, keys in LEVEL_WORDS.items() if keys & qbi}
         long_query = len(q) >= LONG_QUERY
         share = COVER_LONG if long_query else COVER
         qtext = f" {' '.join(qwords)} "
@@ -377,12 +377,6 @@ def doc_of(p: Procedure) -> IndexDoc:
 
 def docs_from_records(records: list[dict]) -> list[IndexDoc]:
     """Index documents straight from canonical records (benchmarks, tests: no database)."""
-    from bot.catalog.seed import _EMPTY, _apply, normalize_record
+    from bot.catalog.seed import build_procedure, normalize_record
 
-    docs = []
-    for raw in records:
-        rec = normalize_record(raw)
-        p = Procedure(code=rec["code"])
-        _apply(p, {**_EMPTY, **rec}, "memory")
-        docs.append(doc_of(p))
-    return docs
+    return [doc_of(build_procedure(normalize_record(raw), "memory")) for raw in records]

@@ -243,7 +243,8 @@ def _load_existing(session: Session, codes: list[str], chunk: int = 500) -> dict
 def upsert_records(session: Session, records: list[Any], source: str = "seed",
                    owned_only: bool = False, partial: bool = False,
                    keep_sources: frozenset[str] = frozenset(),
-                   labels: list[str] | None = None) -> LoadReport:
+                   labels: list[str] | None = None,
+                   seen: set[str] | None = None) -> LoadReport:
     """Insert or update records by code; bad records are reported and skipped.
 
     With `owned_only`, an existing record from another source (an import, an operator's
@@ -251,11 +252,13 @@ def upsert_records(session: Session, records: list[Any], source: str = "seed",
     `keep_sources` keeps records of the named sources (imports keep the curated seed).
     With `partial`, records carry only some fields and are merged into what is stored.
     `labels` name the records in error messages ("dòng 17"); default "bản ghi #N".
+    `seen` carries the codes of earlier batches of the same file, so a code repeated
+    across batches is rejected like one repeated within a batch.
     Every load that changed something bumps the catalog revision.
     """
     report = LoadReport()
     valid: list[tuple[str, dict[str, Any]]] = []
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
     for i, raw in enumerate(records):
         label = labels[i] if labels else f"bản ghi #{i + 1}"
         try:
@@ -278,9 +281,7 @@ def upsert_records(session: Session, records: list[Any], source: str = "seed",
                 report.rejected += 1
                 report.errors.append(f"{label}: thủ tục {rec['code']} mới nhưng thiếu tên")
                 continue
-            p = Procedure(code=rec["code"])
-            _apply(p, {**_EMPTY, **rec}, source)
-            session.add(p)
+            session.add(build_procedure(rec, source))
             report.new += 1
             continue
         if (owned_only and existing.source != source) or existing.source in keep_sources:
@@ -328,6 +329,13 @@ def _keep_filled(before: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
         rec[k] = before[k]
     rec["filled"] = ",".join(sorted(kept)) or None
     return rec
+
+
+def build_procedure(rec: dict[str, Any], source: str) -> Procedure:
+    """A new (not yet added) procedure from a canonical record; missing fields are empty."""
+    p = Procedure(code=rec["code"])
+    _apply(p, {**_EMPTY, **rec}, source)
+    return p
 
 
 _EMPTY: dict[str, Any] = {

@@ -135,20 +135,20 @@ def import_file(session: Session, path: Path, keep_curated: bool = True,
     shape = detect(path)
     keep = frozenset({"seed"}) if keep_curated else frozenset()
     report = LoadReport()
-    seen: set[str] = set()
+    seen: set[str] = set()  # codes of earlier batches: a repeat is rejected by the upsert
     batch: list[dict[str, Any]] = []
     labels: list[str] = []
 
     def flush() -> None:
         if batch:
             report.add(upsert_records(session, batch, source=shape.source, partial=shape.partial,
-                                      keep_sources=keep, labels=labels))
+                                      keep_sources=keep, labels=labels, seen=seen))
             session.commit()
             batch.clear()
             labels.clear()
 
-    bar = tqdm(total=count_items(path, shape), desc=path.name, unit=" thủ tục",
-               disable=not progress, leave=False)
+    bar = tqdm(total=count_items(path, shape) if progress else None, desc=path.name,
+               unit=" thủ tục", disable=not progress, leave=False)
     try:
         for label, item in read_items(path, shape):
             bar.update(1)
@@ -156,12 +156,6 @@ def import_file(session: Session, path: Path, keep_curated: bool = True,
                 report.rejected += 1
                 report.errors.append(f"{label}: {item}")
                 continue
-            code = str(item.get("code") or "").strip() if isinstance(item, dict) else ""
-            if code and code in seen:
-                report.rejected += 1
-                report.errors.append(f"{label}: mã {code} bị lặp trong cùng tệp")
-                continue
-            seen.add(code)
             batch.append(item)
             labels.append(label)
             if len(batch) >= BATCH:
