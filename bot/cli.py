@@ -147,13 +147,7 @@ def cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.catalog.db import session_scope
-    from bot.catalog.search import CatalogIndex
-    from bot.catalog.seed import ensure_seeded
-
-    with session_scope(settings.database_url) as s:
-        ensure_seeded(s)
-        index = CatalogIndex.from_session(s)
+    index = _index_for(settings, None)
     for text in _stdin_lines(sys.stdin):
         results = [r.as_dict() for r in index.search(text, limit=args.limit)]
         print(json.dumps({"text": text, "results": results}, ensure_ascii=False), flush=True)
@@ -278,17 +272,17 @@ def cmd_eval_search(args: argparse.Namespace, settings: Settings) -> int:
     from bot.catalog.importers.load import CatalogError
     from bot.catalog.search_eval import (
         KS,
-        EvalFileError,
         NameBM25,
         evaluate,
         index_rank,
         load_cases,
     )
+    from bot.jsonl import JsonlError
 
     try:
         cases, skipped = load_cases(Path(args.file))
         index = _index_for(settings, args.catalog)
-    except (EvalFileError, CatalogError) as exc:
+    except (JsonlError, CatalogError) as exc:
         print(f"Lỗi: {exc}", file=sys.stderr)
         return 2
     if not cases:

@@ -7,26 +7,23 @@ procedure the actions would pick (or offer among ≤3 buttons) is an acceptable 
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
+from bot.jsonl import JsonlError, read_objects
 
 
 def read_eval(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SystemExit(f"{path}:{i}: không phải JSON hợp lệ ({exc})") from exc
-        if not isinstance(row, dict) or "text" not in row or "intent" not in row:
-            raise SystemExit(f"{path}:{i}: cần các trường text và intent")
-        rows.append(row)
+    try:
+        for i, row in read_objects(path):
+            if "text" not in row or "intent" not in row:
+                raise SystemExit(f"{path.name} dòng {i}: cần các trường text và intent")
+            rows.append(row)
+    except JsonlError as exc:
+        raise SystemExit(str(exc)) from exc
     return rows
 
 

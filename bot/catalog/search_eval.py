@@ -7,7 +7,6 @@ on the same catalog in the same run.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,12 +16,13 @@ import bm25s
 import numpy as np
 
 from bot.catalog.search import CatalogIndex, IndexDoc
+from bot.jsonl import JsonlError, read_objects
 from bot.text import nfc
 
 KS = (1, 3, 10)
 
 
-class EvalFileError(ValueError):
+class EvalFileError(JsonlError):
     """An evaluation file that cannot be used; the message says which line and why."""
 
 
@@ -42,19 +42,7 @@ def load_cases(path: Path) -> tuple[list[Case], int]:
     """
     cases: list[Case] = []
     skipped = 0
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalFileError(f"không đọc được {path}: {exc}") from exc
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalFileError(f"{path.name} dòng {n}: không phải JSON ({exc.msg})") from exc
-        if not isinstance(obj, dict):
-            raise EvalFileError(f"{path.name} dòng {n}: cần một object JSON")
+    for n, obj in read_objects(path):
         question = obj.get("question", obj.get("text"))
         codes = obj.get("procedure_codes", obj.get("procedures"))
         if not isinstance(question, str) or not isinstance(codes, list):
