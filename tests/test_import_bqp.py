@@ -6,10 +6,8 @@ code, with exact expected values, plus whole-file coverage floors.
 
 from __future__ import annotations
 
-import gzip
 import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,22 +15,14 @@ import pytest
 from bot.catalog.importers import bqp
 from bot.catalog.importers.coverage import coverage, format_coverage
 from bot.catalog.seed import CatalogError, normalize_record
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dvcqg"
-BQP = DATA / "procedures_bqp_207.jsonl.gz"
+from tests.exports import BQP, export_records
 
 if not BQP.exists():
     pytest.skip(f"shared defence export not found: {BQP}", allow_module_level=True)
 
 
-@lru_cache(maxsize=1)
-def _raw_records() -> tuple[dict[str, Any], ...]:
-    with gzip.open(BQP, "rt", encoding="utf-8") as f:
-        return tuple(json.loads(line) for line in f if line.strip())
-
-
 def raw(code: str) -> dict[str, Any]:
-    return next(r for r in _raw_records() if r["thu_tuc_id"] == code)
+    return next(r for r in export_records(BQP) if r["thu_tuc_id"] == code)
 
 
 def rec(code: str) -> dict[str, Any]:
@@ -117,7 +107,7 @@ def test_rejects_and_shape() -> None:
 
 @lru_cache(maxsize=1)
 def _all() -> tuple[dict[str, Any], ...]:
-    return tuple(bqp.parse_record(r) for r in _raw_records())
+    return tuple(bqp.parse_record(r) for r in export_records(BQP))
 
 
 def test_whole_file_parses_and_loads() -> None:

@@ -7,10 +7,8 @@ expected values, plus whole-file coverage floors so a parsing regression fails.
 
 from __future__ import annotations
 
-import gzip
 import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,22 +25,14 @@ from bot.catalog.importers.cells import (
 from bot.catalog.importers.coverage import coverage, format_coverage
 from bot.catalog.seed import TIME_UNITS as SEED_TIME_UNITS
 from bot.catalog.seed import CatalogError, normalize_record
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dvcqg"
-CRAWL = DATA / "procedures_2026-06.jsonl.gz"
+from tests.exports import CRAWL, export_records
 
 if not CRAWL.exists():
     pytest.skip(f"shared crawl export not found: {CRAWL}", allow_module_level=True)
 
 
-@lru_cache(maxsize=1)
-def _raw_records() -> tuple[dict[str, Any], ...]:
-    with gzip.open(CRAWL, "rt", encoding="utf-8") as f:
-        return tuple(json.loads(line) for line in f if line.strip())
-
-
 def raw(code: str) -> dict[str, Any]:
-    return next(r for r in _raw_records() if r["ma_thu_tuc"] == code)
+    return next(r for r in export_records(CRAWL) if r["ma_thu_tuc"] == code)
 
 
 def rec(code: str) -> dict[str, Any]:
@@ -309,7 +299,7 @@ def test_looks_like() -> None:
 
 @lru_cache(maxsize=1)
 def _all() -> tuple[dict[str, Any], ...]:
-    return tuple(crawl.parse_record(r) for r in _raw_records())
+    return tuple(crawl.parse_record(r) for r in export_records(CRAWL))
 
 
 def test_whole_file_parses_and_loads() -> None:

@@ -30,12 +30,9 @@ from bot.catalog.models import Procedure
 from bot.catalog.revision import catalog_revision
 from bot.catalog.seed import CatalogError, LoadReport, ensure_seeded, read_catalog_file
 from bot.cli import main
+from tests.exports import BQP, CRAWL, DATA, LISTS, export_lines
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / ".." / "shared" / "data" / "dvcqg"
-CRAWL = DATA / "procedures_2026-06.jsonl.gz"
-BQP = DATA / "procedures_bqp_207.jsonl.gz"
-LISTS = DATA / "portal_lists"
 SEED = ROOT / "data" / "catalog" / "procedures.yaml"
 
 if not (CRAWL.exists() and BQP.exists() and LISTS.is_dir()):
@@ -50,17 +47,13 @@ SEED_CODE = "1.001193"  # "Thủ tục đăng ký khai sinh": in the seed and in
 
 # --- helpers --------------------------------------------------------------------------------
 
-@lru_cache(maxsize=1)
 def crawl_lines() -> tuple[str, ...]:
     """Every non-blank line of the real crawl, as text."""
-    with gzip.open(CRAWL, "rt", encoding="utf-8") as f:
-        return tuple(line.rstrip("\n") for line in f if line.strip())
+    return export_lines(CRAWL)
 
 
-@lru_cache(maxsize=1)
 def bqp_lines() -> tuple[str, ...]:
-    with gzip.open(BQP, "rt", encoding="utf-8") as f:
-        return tuple(line.rstrip("\n") for line in f if line.strip())
+    return export_lines(BQP)
 
 
 @lru_cache(maxsize=1)

@@ -29,12 +29,10 @@ from bot.catalog.search import (
 from bot.catalog.search_eval import NameBM25, evaluate, index_rank, load_cases
 from bot.cli import main
 from bot.text import fold, fold_words
+from tests.exports import BQP, CRAWL, DATA
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CRAWL = SHARED / "data/dvcqg/procedures_2026-06.jsonl.gz"
-BQP = SHARED / "data/dvcqg/procedures_bqp_207.jsonl.gz"
-FAQ = SHARED / "data/dvcqg/faq_dev.jsonl"
-CITIZEN = SHARED / "eval/citizen_dev.jsonl"
+FAQ = DATA / "faq_dev.jsonl"
+CITIZEN = DATA.parents[1] / "eval" / "citizen_dev.jsonl"
 
 if not CRAWL.exists():
     pytest.skip("../shared data is not available", allow_module_level=True)
