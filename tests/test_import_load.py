@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from bot.catalog.db import get_engine, session_factory
 from bot.catalog.importers import crawl
 from bot.catalog.importers.cells import clean
-from bot.catalog.importers.load import Shape, detect, expand_paths, import_file, read_items
+from bot.catalog.importers.load import BATCH, Shape, detect, expand_paths, import_file, read_items
 from bot.catalog.live_index import LiveIndex
 from bot.catalog.models import Procedure
 from bot.catalog.revision import catalog_revision
@@ -287,6 +287,17 @@ def test_duplicate_code_in_one_file_rejects_the_second(tmp_path: Path,
     assert (report.new, report.rejected) == (6, 1)
     assert report.errors == [f"dòng 7: mã {dup} bị lặp trong cùng tệp"]
     assert count(session) == 6
+
+
+def test_duplicate_code_in_a_later_batch_is_rejected(tmp_path: Path, session: Session) -> None:
+    """Batches are committed separately; a code repeated past the batch size is still a repeat."""
+    n = BATCH + 5
+    lines = [*fresh_lines()[:n], fresh_lines()[0]]
+    report = load(session, write_lines(tmp_path / "dup.jsonl", lines))
+    assert (report.new, report.rejected) == (n, 1)
+    dup = code_of(fresh_lines()[0])
+    assert report.errors == [f"dòng {n + 1}: mã {dup} bị lặp trong cùng tệp"]
+    assert count(session) == n
 
 
 # --- 4. the curated seed --------------------------------------------------------------------
