@@ -265,6 +265,7 @@ class CatalogIndex:
         asking each field's model separately cost most of the query time.
         """
         self.columns: dict[str, list[int]] = defaultdict(list)
+        self.field_bounds: list[tuple[int, int]] = []  # each field's columns, in order
         blocks = []
         offset = 0
         for key, weight in FIELD_WEIGHTS.items():
@@ -280,6 +281,7 @@ class CatalogIndex:
             for term, col in model.vocab_dict.items():
                 if col < block.shape[1]:  # bm25s may list a placeholder token past the end
                     self.columns[term].append(offset + col)
+            self.field_bounds.append((offset, offset + block.shape[1]))
             offset += block.shape[1]
         self.matrix = (sparse.hstack(blocks, format="csc") if blocks
                        else sparse.csc_matrix((len(self.entries), 0), dtype=np.float32))
