@@ -19,7 +19,15 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.catalog_client import Resolution, get_client
-from actions.formatting import UNKNOWN, bullet_lines, channel_label, duration, heading, link, money
+from actions.fees import (
+    EMPTY_TRACKER,
+    FeeContext,
+    context_events,
+    fee_context,
+    online_fee,
+    render_fee,
+)
+from actions.formatting import UNKNOWN, bullet_lines, channel_label, duration, heading, link
 from bot.catalog.models import Channel, Procedure
 from bot.config import Settings
 from bot.text import mask_pii
@@ -56,6 +64,11 @@ class ProcedureAnswer(Action, ABC):
     def render(self, p: Procedure, settings: Settings) -> str:
         """The answer text for this kind of question about procedure `p`."""
 
+    def answer(self, p: Procedure, settings: Settings, tracker: Tracker,
+               text: str) -> tuple[str, list[EventType]]:
+        """The answer and any slot events; answers that depend on context override this."""
+        return self.render(p, settings), []
+
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
             domain: dict[str, Any]) -> list[EventType]:
         settings = Settings.from_env()
@@ -68,11 +81,11 @@ class ProcedureAnswer(Action, ABC):
             if res.procedure is not None:
                 log.info("%s: %s → %s", self.action_name, mask_pii(text[:200]), res.procedure.code)
                 buttons = self._buttons(res.alternatives)
-                text = self.render(res.procedure, settings)
+                reply, extra = self.answer(res.procedure, settings, tracker, text)
                 if buttons:
-                    text += "\n\nNếu bạn hỏi về thủ tục khác, bạn chọn bên dưới nhé."
-                dispatcher.utter_message(text=text, buttons=buttons)
-                return [SlotSet("procedure_code", res.procedure.code)]
+                    reply += "\n\nNếu bạn hỏi về thủ tục khác, bạn chọn bên dưới nhé."
+                dispatcher.utter_message(text=reply, buttons=buttons)
+                return [SlotSet("procedure_code", res.procedure.code), *extra]
             self._clarify(dispatcher, res)
         return []
 
@@ -160,15 +173,18 @@ def per_channel(p: Procedure, title: str, fact: Callable[[Channel], str]) -> str
 
 
 class AnswerFee(ProcedureAnswer):
-    """The fee of each submission channel; unknown stays unknown."""
+    """The fee per submission channel from the fee resolver (province, date, exemptions)."""
 
     intent = "ask_fee"
     action_name = "action_answer_fee"
 
     def render(self, p: Procedure, settings: Settings) -> str:
-        body = per_channel(p, "Phí, lệ phí theo cách nộp hồ sơ", lambda ch: money(ch.fee) + (
-            f". {ch.note}" if ch.note else ""))
-        return f"Thủ tục {heading(p)}.\n\n{body}\n\n{link(p, settings.portal_url)}"
+        return render_fee(p, fee_context(EMPTY_TRACKER, settings, ""), settings)
+
+    def answer(self, p: Procedure, settings: Settings, tracker: Tracker,
+               text: str) -> tuple[str, list[EventType]]:
+        ctx = fee_context(tracker, settings, text)
+        return render_fee(p, ctx, settings), context_events(ctx, tracker)
 
 
 class AnswerProcessingTime(ProcedureAnswer):
@@ -210,12 +226,20 @@ class AnswerOnline(ProcedureAnswer):
     action_name = "action_answer_online"
 
     def render(self, p: Procedure, settings: Settings) -> str:
+        return self.render_in(p, settings, fee_context(EMPTY_TRACKER, settings, ""))
+
+    def answer(self, p: Procedure, settings: Settings, tracker: Tracker,
+               text: str) -> tuple[str, list[EventType]]:
+        ctx = fee_context(tracker, settings, text)
+        return self.render_in(p, settings, ctx), context_events(ctx, tracker)
+
+    def render_in(self, p: Procedure, settings: Settings, ctx: FeeContext) -> str:
         online = [ch for ch in p.channels if ch.channel == "online"]
         if online:
             ch = online[0]
             body = ("Có, thủ tục này nộp trực tuyến được. "
                     + (p.online_howto or ONLINE_WHERE.format(portal=settings.portal_url))
-                    + f"\nLệ phí khi nộp trực tuyến: {money(ch.fee)}."
+                    + "\nLệ phí khi nộp trực tuyến: " + online_fee(p, ctx) + "."
                     + f"\nThời hạn giải quyết: {duration(ch)}.")
         elif p.channels:
             body = ("Theo danh mục, thủ tục này hiện chưa có kênh nộp trực tuyến; bạn nộp "

@@ -70,8 +70,18 @@ def _model_or_train(settings: Settings, retrain: bool = False) -> Path:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.fees.explain import FeeInputError, parse_day, parse_province
+    from bot.fees.overrides import OverrideError
+    from bot.fees.service import FeeBook
     from bot.stack import Stack
 
+    try:  # a bad fee setting would only show as wrong amounts later: refuse to start
+        FeeBook.load(settings.fee_overrides_dir)
+        parse_province(settings.province)
+        parse_day(settings.fee_date)
+    except (OverrideError, FeeInputError) as exc:
+        print(f"Cấu hình phí, lệ phí không hợp lệ:\n{exc}", file=sys.stderr)
+        return 2
     _seed(settings)
     model = _model_or_train(settings, retrain=args.retrain)
     print(f"Đang khởi động trợ lý với mô hình {model.name}...", file=sys.stderr)
@@ -397,6 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     cc = csub.add_parser("coverage", help="parsing coverage of export files (nothing is stored)")
     cc.add_argument("paths", nargs="+", metavar="PATH")
     cc.set_defaults(func=cmd_catalog_coverage)
+
+    from bot.fees.explain import add_parser as add_fees_parser
+
+    add_fees_parser(sub)
     return p
 
 

@@ -56,6 +56,11 @@ class Settings:
     catalog_refresh: float = 5.0  # seconds between checks for a changed catalog (imports)
     max_message_bytes: int = 4096
     log_level: str = "INFO"
+    # The deployment's province (code or name): whose local fee rules apply by default; a
+    # citizen can name another in the conversation. Blank: national rules only.
+    province: str = "01"
+    fee_date: str = ""  # YYYY-MM-DD: answer fees as of this day (previews, tests); blank: today
+    fee_overrides_dir: Path = ROOT / "data" / "fees"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -78,4 +83,7 @@ class Settings:
             catalog_refresh=_float(env, "CATALOG_REFRESH_SECONDS", 5.0),
             max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", 4096),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            province=env.get("PROVINCE", "01").strip(),
+            fee_date=(env.get("FEE_DATE") or "").strip(),
+            fee_overrides_dir=Path(env.get("FEE_OVERRIDES_DIR") or ROOT / "data" / "fees"),
         )

@@ -55,6 +55,9 @@ def service_env(settings: Settings) -> dict[str, str]:
         "ACTION_ENDPOINT_URL": f"{settings.actions_url}/webhook",
         "PORTAL_URL": settings.portal_url,
         "SUPPORT_HOTLINE": settings.support_hotline,
+        "PROVINCE": settings.province,
+        "FEE_DATE": settings.fee_date,
+        "FEE_OVERRIDES_DIR": str(settings.fee_overrides_dir),
         "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         "PYTHONWARNINGS": env.get("PYTHONWARNINGS", "ignore::DeprecationWarning"),
     })

@@ -19,11 +19,13 @@ from actions.answers import (
     NoneOfThese,
 )
 from actions.catalog_client import get_client
-from actions.formatting import duration, money
+from actions.fees import CHANNEL_NAMES
+from actions.formatting import UNKNOWN, duration, money
 from actions.status import CheckStatus
 from bot.catalog.db import session_scope
 from bot.catalog.models import Procedure
 from bot.catalog.seed import upsert_records
+from bot.fees.service import FeeBook, vietnam_today
 from bot.text import fold
 
 
@@ -73,14 +75,19 @@ def test_documents_by_code_entity(catalog: str) -> None:
         in events
 
 
-def test_fee_lists_every_channel_with_amount(catalog: str) -> None:
+def test_fee_lists_every_channel_with_the_resolver_amount(catalog: str) -> None:
     p = find(catalog, "cấp phiếu lý lịch tư pháp")
     msgs, _ = run(AnswerFee(), tracker("phí bao nhiêu", [
         {"entity": "procedure", "value": p.code}], intent="ask_fee"))
     text = msgs[0]["text"]
     assert p.code in text
-    for ch in p.channels:
-        assert money(ch.fee) in text
+    with session_scope(catalog) as s:
+        proc = s.get(Procedure, p.code)
+        decisions = FeeBook.load().decide_channels(proc, vietnam_today(), "01")
+    assert len(decisions) == len({ch.channel for ch in p.channels})
+    for d in decisions:
+        amount = money(d.amount) if d.amount else ("0 đồng" if d.amount == 0 else UNKNOWN)
+        assert f"• {CHANNEL_NAMES[d.channel]}: {amount}" in text, text
 
 
 def test_processing_time_follow_up_uses_the_conversation_slot(catalog: str) -> None:
@@ -276,7 +283,11 @@ def test_online_answer_reflects_the_channels(catalog: str) -> None:
     text = msgs[0]["text"]
     if online:
         assert text.count("Có, thủ tục này nộp trực tuyến được") == 1
-        assert money(online[0].fee) in text
+        with session_scope(catalog) as s:
+            d = FeeBook.load().decide(s.get(Procedure, p.code), "online", vietnam_today(), "01")
+        assert d.amount is not None
+        expected = "0 đồng (miễn phí)" if d.amount == 0 else money(d.amount)
+        assert f"Lệ phí khi nộp trực tuyến: {expected}" in text, text
     else:
         assert "chưa có kênh nộp trực tuyến" in text
 

@@ -38,6 +38,9 @@ class Procedure(Base):
     decision = Column(Text)  # the decision that published the procedure ("5568/QĐ-BCA")
     raw = Column(Text)  # JSON: the source's unparsed table texts, kept beside parsed fields
     filled = Column(Text)  # fields a partial source (portal list) filled in: "agency,field"
+    # Who sets the fee: "provincial_council" when the national catalog says the provincial
+    # People's Council decides it (only then can a province's override apply); else None.
+    fee_set_by = Column(String(32))
     source = Column(String(64), nullable=False, default="seed")
 
     channels = relationship(
@@ -155,8 +158,10 @@ class Alias(Base):
 class FeeRule(Base):
     """A fee rule: amount by channel, jurisdiction and validity period, with its basis.
 
-    The foundation derives one national rule per channel from the catalog; local overrides
-    and temporary reductions add rules with their own jurisdiction and dates.
+    Rules derived from the national catalog are stored here (`bot.fees.national_rules`):
+    `standard` (the catalog's amount per channel), `reduction` (a temporary change the fee
+    text states, with its dates) and `exemption` (groups who pay nothing). A province's
+    own rules come from override files (`data/fees/*.yaml`) and are not stored.
     """
 
     __tablename__ = "fee_rules"
@@ -168,9 +173,13 @@ class FeeRule(Base):
     jurisdiction = Column(String(64), nullable=False, default="national")
     valid_from = Column(Date)
     valid_to = Column(Date)
-    exempt_tags = Column(Text)
+    exempt_tags = Column(Text)  # comma-separated situation tags (bot.fees.situations)
     legal_basis = Column(Text)
     source = Column(String(64), nullable=False, default="seed")
     note = Column(Text)
+    kind = Column(String(16))  # standard | reduction | exemption (None: an older database)
+    percent = Column(Float)  # a reduction stated as a share of the standard amount
+    exempt_text = Column(Text)  # the legal wording of an exemption
+    article = Column(Text)  # article / clause of the legal basis, when stated
 
     procedure = relationship("Procedure", back_populates="fee_rules")

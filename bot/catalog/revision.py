@@ -42,3 +42,20 @@ def bump_revision(session: Session) -> None:
             .values(number=CatalogCounter.number + 1)
             .execution_options(synchronize_session=False)
         )
+
+
+def get_counter(session: Session, key: str) -> int | None:
+    """Another named counter (e.g. the version of derived fee rules), None when unset."""
+    number = session.execute(
+        select(CatalogCounter.number).where(CatalogCounter.key == key)
+    ).scalar_one_or_none()
+    return None if number is None else int(number)
+
+
+def set_counter(session: Session, key: str, value: int) -> None:
+    """Set a named counter inside the caller's transaction."""
+    row = session.get(CatalogCounter, key)
+    if row is None:
+        session.add(CatalogCounter(key=key, number=value))
+    else:
+        row.number = value

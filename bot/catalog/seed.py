@@ -24,7 +24,6 @@ from bot.catalog.models import (
     Alias,
     Channel,
     Document,
-    FeeRule,
     LegalBasis,
     Procedure,
     Step,
@@ -212,12 +211,10 @@ def _apply(p: Procedure, rec: dict[str, Any], source: str) -> None:
     p.steps = [Step(position=i, text=s) for i, s in enumerate(rec["steps"])]
     p.legal_basis = [LegalBasis(position=i, **b) for i, b in enumerate(rec["legal_basis"])]
     p.aliases = [Alias(alias=a, folded=fold(a)) for a in rec["aliases"]]
-    basis = "; ".join(filter(None, (b["number"] for b in rec["legal_basis"]))) or None
-    p.fee_rules = [
-        FeeRule(channel=c["channel"], amount=c["fee"], jurisdiction="national",
-                legal_basis=basis, source=source, note=c["note"])
-        for c in rec["channels"]
-    ]
+    # Imported lazily: the fee parser reads the importers' cell parsers, which import this.
+    from bot.fees.store import apply_national
+
+    apply_national(p, source)
 
 
 _CHILDREN = (Procedure.channels, Procedure.documents, Procedure.steps, Procedure.legal_basis,
@@ -383,8 +380,16 @@ def ensure_seeded(session: Session, seed_dir: Path = SEED_DIR) -> LoadReport:
     start together (gateway, action server) may race on a first start: the loser's insert
     fails on the primary key, so it rolls back and compares again against the winner's rows.
     """
+    from bot.fees.store import sync_fee_rules
+
     try:
-        return load_seed(session, seed_dir, owned_only=True)
+        report = load_seed(session, seed_dir, owned_only=True)
     except IntegrityError:
         session.rollback()
-        return load_seed(session, seed_dir, owned_only=True)
+        report = load_seed(session, seed_dir, owned_only=True)
+    try:
+        sync_fee_rules(session)
+        session.flush()
+    except IntegrityError:  # another process re-derived them at the same moment
+        session.rollback()
+    return report

@@ -1,0 +1,1 @@
+"""Fees: which amount applies to a procedure, in a province, for a citizen's situation."""
