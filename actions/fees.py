@@ -180,9 +180,16 @@ def render_fee(p: Procedure, ctx: FeeContext, settings: Settings,
     for d in decisions:
         lines.append(f"• {CHANNEL_NAMES[d.channel]}: {_money(d.amount)}{_why(d, ctx)}.")
     notes: list[str] = []
-    bases = list(dict.fromkeys(d.legal_basis for d in decisions if d.legal_basis))
-    if bases:
-        notes.append("Căn cứ: " + "; ".join(bases) + ".")
+    # Which channels each basis is for; an unknown amount cites nothing (it has no basis).
+    bases: dict[str, list[str]] = {}
+    for d in decisions:
+        if d.legal_basis and d.amount is not None:
+            bases.setdefault(d.legal_basis, []).append(CHANNEL_NAMES[d.channel].lower())
+    if len(bases) == 1 and len(decisions) == len(next(iter(bases.values()))):
+        notes.append(f"Căn cứ: {next(iter(bases))}.")
+    elif bases:
+        notes.append("Căn cứ: " + "; ".join(f"{', '.join(chs)} — {basis}"
+                                            for basis, chs in bases.items()) + ".")
     if any(d.amount is None for d in decisions):
         if p.fee_set_by:
             notes.append("Mức thu cụ thể do Hội đồng nhân dân cấp tỉnh quyết định; bạn xem "

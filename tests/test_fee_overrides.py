@@ -36,7 +36,7 @@ def test_shipped_hanoi_override_is_valid_and_states_only_what_the_source_says() 
 def test_province_by_name_and_rules_per_procedure(tmp_path: Path) -> None:
     path = write(tmp_path, """
 jurisdiction: Đà Nẵng
-rules:
+fees:
   - id: giam
     procedures: ["1.001612", "2.000720"]
     channel: any
@@ -62,44 +62,44 @@ rules:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("rules: [", "YAML không hợp lệ (dòng"),
+        ("fees: [", "YAML không hợp lệ (dòng"),
         ("- a\n- b\n", "cần các khóa jurisdiction"),
-        ("jurisdiction: Atlantis\nrules:" + GOOD_RULE, "jurisdiction 'Atlantis'"),
-        ("jurisdiction: '01'\nrules: []\n", "rules: cần một danh sách"),
-        ("jurisdiction: '01'\nrulez: []\n", "khóa không dùng được: rulez"),
-        ("jurisdiction: '01'\nrules:\n  - id: a\n    applies_to: council_set\n"
+        ("jurisdiction: Atlantis\nfees:" + GOOD_RULE, "jurisdiction 'Atlantis'"),
+        ("jurisdiction: '01'\nfees: []\n", "fees: cần một danh sách"),
+        ("jurisdiction: '01'\nrules: []\n", "khóa không dùng được: rules"),
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    applies_to: council_set\n"
          "    channel: web\n    amount: 0\n", "channel 'web' không hợp lệ"),
-        ("jurisdiction: '01'\nrules:\n  - id: a\n    applies_to: council_set\n"
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    applies_to: council_set\n"
          "    channel: online\n", "cần amount (đồng) hoặc percent"),
-        ("jurisdiction: '01'\nrules:\n  - id: a\n    applies_to: council_set\n"
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    applies_to: council_set\n"
          "    channel: online\n    amount: -5\n", "amount -5"),
-        ("jurisdiction: '01'\nrules:\n  - id: a\n    applies_to: council_set\n"
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    applies_to: council_set\n"
          "    channel: online\n    amount: 0\n    percent: 50\n", "chỉ ghi một trong"),
-        ("jurisdiction: '01'\nrules:\n  - id: a\n    applies_to: council_set\n"
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    applies_to: council_set\n"
          "    channel: online\n    percent: 150\n", "percent 150"),
-        ("jurisdiction: '01'\nrules:\n  - id: a\n    channel: online\n    amount: 0\n",
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    channel: online\n    amount: 0\n",
          "cần đúng một trong applies_to"),
-        ("jurisdiction: '01'\nrules:\n  - id: a\n    applies_to: everything\n"
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    applies_to: everything\n"
          "    channel: online\n    amount: 0\n", "applies_to 'everything'"),
-        ("jurisdiction: '01'\nrules:\n  - id: a\n    procedures: [1.001612]\n"
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    procedures: [1.001612]\n"
          "    channel: online\n    amount: 0\n", "procedures cần là danh sách mã"),
-        ("jurisdiction: '01'\nrules:\n  - id: a\n    applies_to: council_set\n"
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    applies_to: council_set\n"
          "    channel: online\n    amount: 0\n    valid_from: 31/12/2026\n",
          "ngày '31/12/2026' không hợp lệ"),
-        ("jurisdiction: '01'\nrules:\n  - id: a\n    applies_to: council_set\n"
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    applies_to: council_set\n"
          "    channel: online\n    amount: 0\n    valid_from: 2026-12-31\n"
          "    valid_to: 2026-01-01\n", "sau valid_to"),
-        ("jurisdiction: '01'\nrules:\n  - id: a\n    applies_to: council_set\n"
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    applies_to: council_set\n"
          "    channel: online\n    amount: 0\n    ammount: 5\n", "khóa không dùng được: ammount"),
-        ("jurisdiction: '01'\nrules:" + GOOD_RULE + GOOD_RULE, "id 'r1' bị trùng"),
-        ("jurisdiction: '01'\nrules:\n  - applies_to: council_set\n    channel: online\n"
+        ("jurisdiction: '01'\nfees:" + GOOD_RULE + GOOD_RULE, "id 'r1' bị trùng"),
+        ("jurisdiction: '01'\nfees:\n  - applies_to: council_set\n    channel: online\n"
          "    amount: 0\n", "thiếu id"),
-        ("jurisdiction: '01'\nrules:\n  - id: a\n    kind: exemption\n"
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    kind: exemption\n"
          "    applies_to: council_set\n    channel: any\n    exempt: {tags: [giau_co]}\n",
          "nhóm miễn giảm không biết"),
-        ("jurisdiction: '01'\nrules:\n  - id: a\n    kind: bonus\n"
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    kind: bonus\n"
          "    applies_to: council_set\n    channel: any\n    amount: 0\n", "kind 'bonus'"),
-        ("jurisdiction: '01'\nrules:\n  - id: a\n    applies_to: council_set\n"
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    applies_to: council_set\n"
          "    channel: online\n    amount: 0\n    legal_basis: {so: 1}\n",
          "legal_basis có khóa không dùng được: so"),
     ],
@@ -114,7 +114,7 @@ def test_malformed_files_are_refused_with_a_clear_message(tmp_path: Path, text: 
 
 
 def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
-    path = write(tmp_path, "jurisdiction: '01'\nrules:\n  - id: a\n    channel: web\n"
+    path = write(tmp_path, "jurisdiction: '01'\nfees:\n  - id: a\n    channel: web\n"
                            "    amount: -1\n")
     with pytest.raises(OverrideError) as err:
         load_file(path)
@@ -124,9 +124,9 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
 
 def test_folder_refuses_two_files_for_one_province_and_reports_all_files(
         tmp_path: Path) -> None:
-    write(tmp_path, "jurisdiction: '01'\nrules:" + GOOD_RULE, "a.yaml")
-    write(tmp_path, "jurisdiction: Hà Nội\nrules:" + GOOD_RULE, "b.yaml")
-    write(tmp_path, "jurisdiction: '48'\nrules: nope\n", "c.yaml")
+    write(tmp_path, "jurisdiction: '01'\nfees:" + GOOD_RULE, "a.yaml")
+    write(tmp_path, "jurisdiction: Hà Nội\nfees:" + GOOD_RULE, "b.yaml")
+    write(tmp_path, "jurisdiction: '48'\nfees: nope\n", "c.yaml")
     with pytest.raises(OverrideError) as err:
         load_overrides(tmp_path)
     text = str(err.value)

@@ -12,7 +12,7 @@ File format (see README, "Phí, lệ phí"):
 
     jurisdiction: "01"            # province code or name
     authority: Hội đồng nhân dân thành phố Hà Nội
-    rules:
+    fees:
       - id: dvc-truc-tuyen-0-dong
         applies_to: council_set    # or  procedures: ["1.001612", …]
         channel: online            # online | in_person | post | any
@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[2]
 OVERRIDES_DIR = ROOT / "data" / "fees"
 RULE_KEYS = {"id", "kind", "applies_to", "procedures", "channel", "amount", "percent",
              "valid_from", "valid_to", "legal_basis", "exempt", "note"}
-FILE_KEYS = {"jurisdiction", "authority", "rules"}
+# Not "rules": Rasa reads every YAML file under data/ and takes a top-level "rules" for its own.
+FILE_KEYS = {"jurisdiction", "authority", "fees"}
 BASIS_KEYS = {"number", "article", "title"}
 CODE = re.compile(r"^\d+\.\d{6}$")
 
@@ -180,7 +181,7 @@ def load_file(path: Path) -> tuple[str, list[Rule]]:
         where = f" (dòng {mark.line + 1})" if mark is not None else ""
         raise OverrideError(f"{name}: YAML không hợp lệ{where}") from None
     if not isinstance(data, dict):
-        raise OverrideError(f"{name}: cần các khóa jurisdiction, authority, rules")
+        raise OverrideError(f"{name}: cần các khóa jurisdiction, authority, fees")
     problems: list[str] = []
     unknown = sorted(set(map(str, data)) - FILE_KEYS)
     if unknown:
@@ -190,9 +191,9 @@ def load_file(path: Path) -> tuple[str, list[Rule]]:
     if province is None:
         problems.append(f"jurisdiction {jur!r}: không phải mã hay tên tỉnh, thành phố "
                         "(ví dụ \"01\" hoặc \"Hà Nội\")")
-    rules_raw = data.get("rules")
+    rules_raw = data.get("fees")
     if not isinstance(rules_raw, list) or not rules_raw:
-        problems.append("rules: cần một danh sách quy định (ít nhất một)")
+        problems.append("fees: cần một danh sách quy định (ít nhất một)")
         rules_raw = []
     code = province.code if province else "?"
     rules: list[Rule] = []

@@ -34,6 +34,7 @@ from bot.gateway.errors import (
     json_response,
     security_headers_middleware,
 )
+from bot.gateway.fees import fees_ctx, procedure_fees
 from bot.gateway.rasa_client import HEALTH_TIMEOUT, RasaClient, RasaUnavailable
 from bot.text import mask_pii, nfc
 
@@ -370,8 +371,10 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS_KEY] = settings
     app.cleanup_ctx.append(rasa_client_ctx)
     app.cleanup_ctx.append(catalog_ctx)
+    app.cleanup_ctx.append(fees_ctx(settings))
     app.router.add_post("/api/v1/chat", chat)
     app.router.add_get("/api/v1/procedures/search", search_procedures)
+    app.router.add_get("/api/v1/procedures/{code}/fees", procedure_fees)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR)
