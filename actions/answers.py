@@ -266,3 +266,32 @@ class NoneOfThese(Action):
         dispatcher.utter_message(text=REPHRASE.format(portal=settings.portal_url),
                                  buttons=[dict(HANDOFF_BUTTON)])
         return [SlotSet("procedure_code", None)]
+
+
+def offered_candidates(tracker: Tracker) -> bool:
+    """Whether the bot's last message offered candidate procedures ("none of these" button)."""
+    for event in reversed(tracker.events or []):
+        if event.get("event") == "bot":
+            buttons = (event.get("data") or {}).get("buttons") or []
+            return any(b.get("payload") == NONE_OF_THESE_BUTTON["payload"] for b in buttons)
+    return False
+
+
+class HandleDeny(Action):
+    """A plain "không phải" / "sai rồi".
+
+    Right after candidate buttons it rejects them, exactly like the "Không phải thủ tục nào
+    ở trên" button (the slot is cleared, a rephrasing is asked for); anywhere else it gets
+    the usual short reply. Deciding from the last bot message keeps this out of the dialogue
+    policy, which would need many stories to learn it.
+    """
+
+    def name(self) -> str:
+        return "action_handle_deny"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: dict[str, Any]) -> list[EventType]:
+        if offered_candidates(tracker):
+            return NoneOfThese().run(dispatcher, tracker, domain)
+        dispatcher.utter_message(response="utter_deny")
+        return []

@@ -16,6 +16,7 @@ from actions.answers import (
     AnswerProcedure,
     AnswerProcessingTime,
     AnswerWhere,
+    HandleDeny,
     NoneOfThese,
 )
 from actions.catalog_client import get_client
@@ -324,3 +325,28 @@ def test_duration_without_unit_is_not_guessed() -> None:
     assert "chưa có thông tin" in duration(Channel(channel="online"))
     assert money(None) == "chưa có thông tin trong danh mục"
     assert money(0) == "miễn phí (0 đồng)" and money(1500000) == "1.500.000 đồng"
+
+
+def deny_tracker(bot_buttons: list[dict] | None, slots: dict | None = None) -> Tracker:
+    events = [{"event": "user", "text": "đăng ký xe hết bao nhiêu tiền"},
+              {"event": "bot", "text": "Bạn đang hỏi về thủ tục nào dưới đây?",
+               "data": {"buttons": bot_buttons or []}},
+              {"event": "user", "text": "không phải"}]
+    return Tracker(sender_id="test", slots=slots or {}, latest_message={
+        "text": "không phải", "intent": {"name": "deny", "confidence": 0.99}, "entities": []},
+        events=events, paused=False, followup_action=None, active_loop={},
+        latest_action_name="action_listen")
+
+
+def test_typed_no_after_candidates_rejects_them(catalog: str) -> None:
+    _, buttons = ambiguous_fee_question()
+    assert NONE_OF_THESE_BUTTON in buttons
+    msgs, events = run(HandleDeny(), deny_tracker(buttons, {"procedure_code": "1.013082"}))
+    assert "mô tả lại" in msgs[0]["text"]
+    assert {"event": "slot", "name": "procedure_code", "value": None,
+            "timestamp": None} in events
+
+
+def test_typed_no_elsewhere_gets_the_usual_reply(catalog: str) -> None:
+    msgs, events = run(HandleDeny(), deny_tracker(None, {"procedure_code": "1.013082"}))
+    assert msgs[0]["response"] == "utter_deny" and events == []

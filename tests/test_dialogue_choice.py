@@ -124,3 +124,16 @@ def test_none_of_these_forgets_the_procedure(stack: Stack, ambiguous: str) -> No
     # The offered hand-over button reaches a person.
     text, _ = chat(stack, sender, handoff[0]["payload"])
     assert "chuyển cuộc trò chuyện tới cán bộ" in text
+
+
+def test_typed_no_after_the_buttons_rejects_them_too(stack: Stack, ambiguous: str) -> None:
+    sender = "it-typed-no"
+    payload, earlier = ask_ambiguous(stack, sender, ambiguous)[0]
+    text, _ = chat(stack, sender, payload)
+    assert earlier in text
+    ask_ambiguous(stack, sender, ambiguous)
+    text, handoff = chat(stack, sender, "không phải")
+    assert "mô tả lại" in text, text
+    assert [b["payload"] for b in handoff] == ["/request_human"]
+    text, _ = chat(stack, sender, "phí bao nhiêu?")
+    assert earlier not in text and "thủ tục nào" in text, text
