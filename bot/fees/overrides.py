@@ -33,11 +33,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bot.fees.provinces import find_province
 from bot.fees.rules import RULE_CHANNELS, Rule
 from bot.fees.situations import SITUATIONS
+from bot.yamlfile import read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERRIDES_DIR = ROOT / "data" / "fees"
@@ -170,16 +169,7 @@ def _rules(raw: Any, n: int, jurisdiction: str, source: str, problems: list[str]
 def load_file(path: Path) -> tuple[str, list[Rule]]:
     """(province code, rules) of one override file, or OverrideError listing its problems."""
     name = path.name
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise OverrideError(f"{path}: không có tệp này") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OverrideError(f"{name}: không đọc được tệp ({exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (dòng {mark.line + 1})" if mark is not None else ""
-        raise OverrideError(f"{name}: YAML không hợp lệ{where}") from None
+    data = read_yaml(path, OverrideError, name)
     if not isinstance(data, dict):
         raise OverrideError(f"{name}: cần các khóa jurisdiction, authority, fees")
     problems: list[str] = []

@@ -19,9 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bot.text import fold, normalize, strip_accents
+from bot.yamlfile import read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PATH = ROOT / "data" / "provinces.yaml"
@@ -178,16 +177,7 @@ def _entry(raw: Any, where: str, problems: list[str]) -> Province | None:
 
 def _index(path: Path) -> _Index:
     """Read and validate the whole file; every problem is reported at once."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProvinceError(f"{path}: không có tệp này") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProvinceError(f"{path}: không đọc được tệp ({exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (dòng {mark.line + 1})" if mark is not None else ""
-        raise ProvinceError(f"{path}: YAML không hợp lệ{where}") from None
+    data = read_yaml(path, ProvinceError)
     entries = data.get("provinces") if isinstance(data, dict) else None
     if not isinstance(entries, list) or not entries:
         raise ProvinceError(f"{path}: cần khóa provinces với danh sách các tỉnh, thành phố")
