@@ -26,7 +26,7 @@ from bot.config import Settings
 from bot.fees.overrides import OverrideError
 from bot.fees.provinces import Province, find_province, province_in_text
 from bot.fees.rules import Decision
-from bot.fees.service import FeeBook, vietnam_today
+from bot.fees.service import FeeBook, LiveFeeBook, vietnam_today
 from bot.fees.situations import SITUATIONS, situations_in_text
 from bot.text import fold
 
@@ -42,22 +42,23 @@ CHANNEL_WORDS = {
     "post": ("buu chinh", "buu dien"),
 }
 
-_BOOK: FeeBook | None = None
+_BOOK: LiveFeeBook | None = None
 _BOOK_LOCK = threading.Lock()
 
 
 def get_book() -> FeeBook:
-    """The override rules, read once per process (`bot run` refuses invalid files)."""
+    """The override rules, re-read when an operator edits them (`bot run` refuses invalid
+    files at start; a later invalid edit keeps the previous rules and is logged)."""
     global _BOOK
     with _BOOK_LOCK:
         if _BOOK is None:
             settings = Settings.from_env()
             try:
-                _BOOK = FeeBook.load(settings.fee_overrides_dir)
+                _BOOK = LiveFeeBook(settings.fee_overrides_dir, settings.catalog_refresh)
             except OverrideError as exc:
                 log.error("fee override files invalid, national rules only: %s", exc)
-                _BOOK = FeeBook()
-        return _BOOK
+                return FeeBook()
+        return _BOOK.get()
 
 
 _CLAUSES = re.compile(r"[.,;!?\n]|\bnhung\b|\bma\b")

@@ -135,3 +135,22 @@ def test_folder_refuses_two_files_for_one_province_and_reports_all_files(
 
 def test_missing_folder_means_no_local_rules(tmp_path: Path) -> None:
     assert load_overrides(tmp_path / "none") == {}
+
+
+def test_live_book_follows_edits_and_keeps_the_last_valid_rules(tmp_path: Path) -> None:
+    from bot.fees.service import LiveFeeBook
+
+    path = write(tmp_path, "jurisdiction: '01'\nfees:" + GOOD_RULE)
+    live = LiveFeeBook(tmp_path, check_every=0)
+    assert [r.amount for r in live.get().overrides["01"]] == [0]
+
+    path.write_text("jurisdiction: '01'\nfees:" + GOOD_RULE.replace("amount: 0", "amount: 7"),
+                    encoding="utf-8")
+    assert [r.amount for r in live.get().overrides["01"]] == [7]
+
+    path.write_text("jurisdiction: '01'\nfees: [", encoding="utf-8")  # an operator's typo
+    assert [r.amount for r in live.get().overrides["01"]] == [7]
+    assert live.error and "YAML không hợp lệ" in live.error
+
+    path.unlink()
+    assert live.get().overrides == {} and live.error is None

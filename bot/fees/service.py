@@ -6,15 +6,21 @@ override rules belong to which province and what "today" is for a Vietnamese cit
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from bot.catalog.models import Procedure
-from bot.fees.overrides import OVERRIDES_DIR, load_overrides
+from bot.fees.overrides import OVERRIDES_DIR, OverrideError, load_overrides
 from bot.fees.provinces import Province, find_province
 from bot.fees.rules import CHANNELS, COUNCIL, Decision, Rule, resolve
 from bot.fees.store import rules_of
+
+log = logging.getLogger(__name__)
 
 # Việt Nam has kept UTC+7 without daylight saving since 1975: a fixed offset is exact and
 # needs no tz database on the machine.
@@ -60,3 +66,61 @@ def province_or_none(value: str | None) -> Province | None:
     if not value or not value.strip():
         return None
     return find_province(value)
+
+
+def _signature(folder: Path) -> tuple[tuple[str, str], ...]:
+    """What changes when an operator edits, adds or removes an override file.
+
+    Content hashes, not modification times: the files are small, and an edit within the
+    file system's time resolution must still count.
+    """
+    if not folder.is_dir():
+        return ()
+    out = []
+    for p in sorted(folder.glob("*.yaml")):
+        try:
+            out.append((p.name, hashlib.sha256(p.read_bytes()).hexdigest()))
+        except OSError:
+            out.append((p.name, "unreadable"))
+    return tuple(out)
+
+
+class LiveFeeBook:
+    """A FeeBook that follows edits of the override files without a restart.
+
+    Long-running processes (action server, gateway) call `get()` per answer; the folder is
+    looked at most every `check_every` seconds. An edit that makes a file invalid is logged
+    and the last valid rules stay in force: a typo must not silently drop Hà Nội's rule.
+    """
+
+    def __init__(self, folder: Path = OVERRIDES_DIR, check_every: float = 5.0) -> None:
+        self.folder = folder
+        self.check_every = check_every
+        self._lock = threading.Lock()
+        self._signature = _signature(folder)
+        self._book = FeeBook.load(folder)  # invalid at start: OverrideError to the caller
+        self._checked = _monotonic()
+        self.error: str | None = None
+
+    def get(self) -> FeeBook:
+        with self._lock:
+            now = _monotonic()
+            if now - self._checked < self.check_every:
+                return self._book
+            self._checked = now
+            signature = _signature(self.folder)
+            if signature == self._signature:
+                return self._book
+            self._signature = signature
+            try:
+                self._book = FeeBook.load(self.folder)
+                self.error = None
+                log.info("fee overrides reloaded from %s", self.folder)
+            except OverrideError as exc:
+                self.error = str(exc)
+                log.error("fee overrides not reloaded, keeping the previous rules: %s", exc)
+            return self._book
+
+
+def _monotonic() -> float:
+    return time.monotonic()

@@ -21,7 +21,7 @@ from bot.config import Settings
 from bot.fees.explain import CLI_CHANNELS, CLI_NAME, FeeInputError, parse_day, parse_province
 from bot.fees.overrides import OverrideError
 from bot.fees.rules import COUNCIL
-from bot.fees.service import FeeBook
+from bot.fees.service import FeeBook, LiveFeeBook
 from bot.fees.situations import SITUATIONS
 from bot.gateway.errors import ApiError, json_response
 
@@ -33,7 +33,7 @@ class FeeState:
     """The override rules read at start-up (or why they could not be), and the settings."""
 
     settings: Settings
-    book: FeeBook | None
+    book: LiveFeeBook | None
     error: str | None = None
 
 
@@ -41,14 +41,15 @@ FEES_KEY = web.AppKey("fees", FeeState)
 
 
 def fees_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup context reading the override files once at start-up.
+    """A cleanup context reading the override files at start-up (then following edits).
 
-    A broken file disables this endpoint (503 with a message), not the chat.
+    A file broken at start disables this endpoint (503 with a message), not the chat.
     """
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         try:
-            book = await asyncio.to_thread(FeeBook.load, settings.fee_overrides_dir)
+            book = await asyncio.to_thread(LiveFeeBook, settings.fee_overrides_dir,
+                                           settings.catalog_refresh)
             app[FEES_KEY] = FeeState(settings, book)
         except OverrideError as exc:
             log.error("fee override files invalid: %s", exc)
@@ -108,7 +109,7 @@ async def procedure_fees(request: web.Request) -> web.Response:
                        "Quy định phí, lệ phí tạm thời không sẵn sàng. Bạn vui lòng thử lại sau.")
     code = request.match_info["code"].strip()
     channels, day, province, tags = _params(request.query, settings)
-    body = await asyncio.to_thread(_decide, settings, state.book, code, channels, day,
+    body = await asyncio.to_thread(_decide, settings, state.book.get(), code, channels, day,
                                    province, tags)
     if body is None:
         raise ApiError(404, "not_found", f"Không có thủ tục mã {code} trong danh mục.")
