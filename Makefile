@@ -19,7 +19,7 @@ endif
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint train shell evaluate clean help
+.PHONY: setup run test lint train shell evaluate clean help browser
 
 help:
 	@echo "make run    - install (if needed) and start the whole assistant on embedded defaults"
@@ -57,7 +57,20 @@ evaluate: setup
 lint: setup
 	$(VENV)/bin/ruff check bot actions tests bench
 
-test: setup
+# The widget's browser tests drive Debian's chromium (Playwright with executable_path): no
+# browser download from a CDN. Installed once with apt-get (as root, or through sudo).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  echo "Installing Debian's chromium for the browser tests..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	    chromium >/dev/null || { $$SUDO apt-get update -q >/dev/null && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	    chromium >/dev/null; } || { echo "Could not install chromium: install Debian's \
+	chromium package (or set CHROMIUM=/path/to/chromium) and run make test again"; exit 1; }; }
+
+test: setup browser
 	$(VENV)/bin/ruff check bot actions tests bench
 	$(VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 

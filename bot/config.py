@@ -61,6 +61,10 @@ class Settings:
     province: str = "01"
     fee_date: str = ""  # YYYY-MM-DD: answer fees as of this day (previews, tests); blank: today
     fee_overrides_dir: Path = ROOT / "data" / "fees"
+    # Web origins allowed to embed the widget / call the API from a browser (see README).
+    allowed_origins: str = "self,http://localhost:*,http://127.0.0.1:*"
+    rate_limit_per_minute: int = 30  # chat messages per session per minute (0: no limit)
+    rate_limit_address_per_minute: int = 120  # ...per client address, whatever the session
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -86,4 +90,8 @@ class Settings:
             province=env.get("PROVINCE", "01").strip(),
             fee_date=(env.get("FEE_DATE") or "").strip(),
             fee_overrides_dir=Path(env.get("FEE_OVERRIDES_DIR") or ROOT / "data" / "fees"),
+            allowed_origins=env.get("ALLOWED_ORIGINS")
+            or "self,http://localhost:*,http://127.0.0.1:*",
+            rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 30),
+            rate_limit_address_per_minute=_int(env, "RATE_LIMIT_ADDRESS_PER_MINUTE", 120),
         )

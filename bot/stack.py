@@ -58,6 +58,9 @@ def service_env(settings: Settings) -> dict[str, str]:
         "PROVINCE": settings.province,
         "FEE_DATE": settings.fee_date,
         "FEE_OVERRIDES_DIR": str(settings.fee_overrides_dir),
+        "ALLOWED_ORIGINS": settings.allowed_origins,
+        "RATE_LIMIT_PER_MINUTE": str(settings.rate_limit_per_minute),
+        "RATE_LIMIT_ADDRESS_PER_MINUTE": str(settings.rate_limit_address_per_minute),
         "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         "PYTHONWARNINGS": env.get("PYTHONWARNINGS", "ignore::DeprecationWarning"),
     })

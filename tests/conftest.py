@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +67,27 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     reuse = os.environ.get("DVC_TEST_MODEL")
     model = Path(reuse) if reuse else train(settings)
     return settings, model
+
+
+@contextmanager
+def own_stack(trained, name: str, **env: str) -> Iterator[Any]:  # noqa: ANN001
+    """A running stack of its own (fresh ports) on the session's model and catalog.
+
+    Each integration module gets one, so a module that stops Rasa on purpose
+    (test_integration.py) cannot disturb the others; `env` adds settings (PROVINCE…).
+    """
+    from bot.config import Settings
+    from bot.stack import Stack
+
+    settings, model = trained
+    own = Settings.from_env({
+        "DATABASE_URL": settings.database_url, "MODELS_DIR": str(settings.models_dir),
+        "BOT_PORT": str(free_port()), "RASA_PORT": str(free_port()),
+        "ACTIONS_PORT": str(free_port()), **env,
+    })
+    st = Stack(own, model, log_dir=model.parent / f"logs-{name}")
+    st.start()
+    try:
+        yield st
+    finally:
+        st.stop()

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.config import Settings
 from bot.stack import Stack
-from tests.conftest import free_port
+from tests.conftest import own_stack
 
 pytestmark = pytest.mark.integration
 
@@ -30,20 +29,9 @@ NONE_PAYLOAD = "/none_of_these"
 
 @pytest.fixture(scope="module")
 def stack(trained) -> Iterator[Stack]:
-    """A stack of its own (fresh ports) on the session's model and catalog.
-
-    Not shared with tests/test_integration.py, whose last test stops Rasa on purpose.
-    """
-    settings, model = trained
-    own = Settings.from_env({
-        "DATABASE_URL": settings.database_url, "MODELS_DIR": str(settings.models_dir),
-        "BOT_PORT": str(free_port()), "RASA_PORT": str(free_port()),
-        "ACTIONS_PORT": str(free_port()),
-    })
-    st = Stack(own, model, log_dir=model.parent / "logs-dialogue-choice")
-    st.start()
-    yield st
-    st.stop()
+    """A stack of its own (see tests.conftest.own_stack)."""
+    with own_stack(trained, "dialogue-choice") as st:
+        yield st
 
 
 def chat(st: Stack, sender: str, text: str) -> tuple[str, list[dict[str, str]]]:

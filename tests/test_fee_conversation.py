@@ -16,10 +16,9 @@ import pytest
 
 from bot.catalog.db import session_scope
 from bot.catalog.models import FeeRule, Procedure
-from bot.config import Settings
 from bot.fees.rules import COUNCIL
 from bot.stack import Stack
-from tests.conftest import free_port
+from tests.conftest import own_stack
 from tests.test_dialogue_choice import chat
 
 pytestmark = pytest.mark.integration
@@ -28,16 +27,9 @@ DAY = "2026-11-27"
 
 @pytest.fixture(scope="module")
 def stack(trained) -> Iterator[Stack]:
-    settings, model = trained
-    own = Settings.from_env({
-        "DATABASE_URL": settings.database_url, "MODELS_DIR": str(settings.models_dir),
-        "BOT_PORT": str(free_port()), "RASA_PORT": str(free_port()),
-        "ACTIONS_PORT": str(free_port()), "PROVINCE": "01", "FEE_DATE": DAY,
-    })
-    st = Stack(own, model, log_dir=model.parent / "logs-fees")
-    st.start()
-    yield st
-    st.stop()
+    """A stack of its own (see tests.conftest.own_stack)."""
+    with own_stack(trained, "fees", PROVINCE="01", FEE_DATE=DAY) as st:
+        yield st
 
 
 def vnd(amount: int) -> str:

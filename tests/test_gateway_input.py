@@ -276,7 +276,12 @@ async def test_chat_forwards_nfc_text_and_shapes_reply(
         CHAT, json={"sender": "u1", "text": f"  {nfd}  ", "metadata": {"lang": "vi"}}
     )
     assert resp.status == 200
-    assert await resp.json() == {"messages": [
+    body = await resp.json()
+    ids = [m.pop("id") for m in body["messages"]]
+    stamps = [m.pop("ts") for m in body["messages"]]
+    assert len(set(ids)) == 3 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in stamps)
+    assert body == {"messages": [
         {"text": "Dòng 1\nDòng 2",
          "buttons": [{"title": "Lệ phí", "payload": '/ask_fee{"code":"1.0"}'}]},
         {"text": "Chỉ có chữ", "buttons": []},

@@ -7,7 +7,17 @@ Fees are integers in đồng; `None` means the source does not say, never "free"
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Date, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import declarative_base, relationship
 
 Base = declarative_base()
@@ -183,3 +193,22 @@ class FeeRule(Base):
     article = Column(Text)  # article / clause of the legal basis, when stated
 
     procedure = relationship("Procedure", back_populates="fee_rules")
+
+
+class Feedback(Base):
+    """A citizen's thumbs up / down on one bot answer (web widget), for operators to review.
+
+    The session is the widget's anonymous browser id: it links ratings of one conversation,
+    nothing more. The answer's text is kept because the gateway stores no transcripts.
+    """
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("session", "message_id"),)
+
+    id = Column(Integer, primary_key=True)
+    session = Column(String(64), nullable=False, index=True)
+    message_id = Column(String(64), nullable=False)
+    rating = Column(String(8), nullable=False)  # "up" | "down"
+    text = Column(Text)
+    channel = Column(String(16), nullable=False, default="widget")
+    created_at = Column(DateTime, nullable=False)

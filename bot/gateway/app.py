@@ -36,6 +36,8 @@ from bot.gateway.errors import (
 )
 from bot.gateway.fees import fees_ctx, procedure_fees
 from bot.gateway.rasa_client import HEALTH_TIMEOUT, RasaClient, RasaUnavailable
+from bot.gateway.widget import LIMITS_KEY, cors_middleware, stamp
+from bot.gateway.widget import add_routes as add_widget_routes
 from bot.text import mask_pii, nfc
 
 log = logging.getLogger("bot.gateway")
@@ -227,6 +229,7 @@ async def chat(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
     raw = await _read_body(request, body_limit(settings))
     sender, text, metadata = parse_chat_request(raw, settings)
+    request.app[LIMITS_KEY].check(sender, request.remote)
     log.info("chat turn sender=%r text=%r", for_log(sender), for_log(text))
 
     started = time.monotonic()
@@ -239,7 +242,7 @@ async def chat(request: web.Request) -> web.Response:
         message = apology(settings)
         return json_response(
             {
-                "messages": [{"text": message, "buttons": []}],
+                "messages": stamp([{"text": message, "buttons": []}]),
                 **error_body("assistant_unavailable", message),
             },
             status=503,
@@ -249,7 +252,7 @@ async def chat(request: web.Request) -> web.Response:
         "chat reply sender=%r messages=%d in %.2fs",
         for_log(sender), len(messages), time.monotonic() - started,
     )
-    return json_response({"messages": messages})
+    return json_response({"messages": stamp(messages)})
 
 
 # --------------------------------------------------------------------------- search
@@ -363,7 +366,7 @@ async def index(request: web.Request) -> web.FileResponse:
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway application; resources are opened by its cleanup contexts."""
     app = web.Application(
-        middlewares=[security_headers_middleware, json_error_middleware],
+        middlewares=[security_headers_middleware, cors_middleware, json_error_middleware],
         # Above our own body limit so oversized chat bodies get our JSON 413; other
         # routes never read a body.
         client_max_size=body_limit(settings) + 1024,
@@ -375,6 +378,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/api/v1/chat", chat)
     app.router.add_get("/api/v1/procedures/search", search_procedures)
     app.router.add_get("/api/v1/procedures/{code}/fees", procedure_fees)
+    add_widget_routes(app, settings, RASA_KEY, apology)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR)
