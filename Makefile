@@ -60,6 +60,7 @@ lint: setup
 # The widget's browser tests drive Debian's chromium (Playwright with executable_path): no
 # browser download from a CDN. Installed once with apt-get (as root, or through sudo).
 CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
 browser:
 	@test -x $(CHROMIUM) || { \
 	  echo "Installing Debian's chromium for the browser tests..."; \

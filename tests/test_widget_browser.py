@@ -232,3 +232,28 @@ def test_snippet_pasted_into_another_site_chats(stack: Stack, browser,  # noqa: 
     answer = w.ask("đăng ký tạm trú cần giấy tờ gì")
     assert "Hồ sơ cần chuẩn bị" in answer, answer
     assert not w.errors, w.errors
+
+
+def test_rest_fallback_without_websocket_and_unread_badge(stack: Stack,  # noqa: ANN001
+                                                          browser) -> None:
+    """A proxy that blocks WebSockets: the widget still chats over REST; a reply that
+    arrives while the panel is closed shows the unread badge."""
+    page = browser.new_page()
+    page.add_init_script("""window.WebSocket = function () { throw new Error('blocked'); };
+        Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});""")
+    w = Widget(page)
+    page.goto(base(stack) + "/demo")
+    w.open()
+    answer = w.ask("đăng ký tạm trú cần giấy tờ gì")
+    assert "Hồ sơ cần chuẩn bị" in answer, answer
+
+    w.el("input").fill("đăng ký tạm trú mất bao lâu")
+    w.el("send").click()
+    page.keyboard.press("Escape")  # closed before the answer arrives
+    w.el("panel").wait_for(state="hidden")
+    w.el("badge").wait_for(state="visible", timeout=TIMEOUT)
+    assert w.el("badge").inner_text().strip() == "1"
+    w.open()
+    assert not w.el("badge").is_visible()
+    assert "Thời hạn giải quyết" in w.bot_texts()[-1]
+    assert not w.errors, w.errors
