@@ -1,0 +1,1 @@
+"""Messaging channels (Zalo OA, ...) that feed citizen messages into the gateway."""
