@@ -65,6 +65,15 @@ class Settings:
     allowed_origins: str = "self,http://localhost:*,http://127.0.0.1:*"
     rate_limit_per_minute: int = 30  # chat messages per session per minute (0: no limit)
     rate_limit_address_per_minute: int = 120  # ...per client address, whatever the session
+    # Zalo Official Account (the channel is off unless app id and OA secret key are set).
+    zalo_app_id: str = ""
+    zalo_oa_secret_key: str = ""  # signs webhook events
+    zalo_app_secret: str = ""  # refreshes access tokens
+    zalo_access_token: str = ""  # the initial pair; later pairs live in the database
+    zalo_refresh_token: str = ""
+    zalo_api_base: str = "https://openapi.zalo.me"
+    zalo_oauth_base: str = "https://oauth.zaloapp.com"
+    zalo_signature_window: float = 300.0  # seconds an event's timestamp may be off
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -94,4 +103,13 @@ class Settings:
             or "self,http://localhost:*,http://127.0.0.1:*",
             rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 30),
             rate_limit_address_per_minute=_int(env, "RATE_LIMIT_ADDRESS_PER_MINUTE", 120),
+            zalo_app_id=env.get("ZALO_APP_ID", "").strip(),
+            zalo_oa_secret_key=env.get("ZALO_OA_SECRET_KEY", "").strip(),
+            zalo_app_secret=env.get("ZALO_APP_SECRET", "").strip(),
+            zalo_access_token=env.get("ZALO_ACCESS_TOKEN", "").strip(),
+            zalo_refresh_token=env.get("ZALO_REFRESH_TOKEN", "").strip(),
+            zalo_api_base=(env.get("ZALO_API_BASE") or "https://openapi.zalo.me").rstrip("/"),
+            zalo_oauth_base=(env.get("ZALO_OAUTH_BASE")
+                             or "https://oauth.zaloapp.com").rstrip("/"),
+            zalo_signature_window=_float(env, "ZALO_SIGNATURE_WINDOW", 300.0),
         )

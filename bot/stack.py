@@ -61,6 +61,14 @@ def service_env(settings: Settings) -> dict[str, str]:
         "ALLOWED_ORIGINS": settings.allowed_origins,
         "RATE_LIMIT_PER_MINUTE": str(settings.rate_limit_per_minute),
         "RATE_LIMIT_ADDRESS_PER_MINUTE": str(settings.rate_limit_address_per_minute),
+        "ZALO_APP_ID": settings.zalo_app_id,
+        "ZALO_OA_SECRET_KEY": settings.zalo_oa_secret_key,
+        "ZALO_APP_SECRET": settings.zalo_app_secret,
+        "ZALO_ACCESS_TOKEN": settings.zalo_access_token,
+        "ZALO_REFRESH_TOKEN": settings.zalo_refresh_token,
+        "ZALO_API_BASE": settings.zalo_api_base,
+        "ZALO_OAUTH_BASE": settings.zalo_oauth_base,
+        "ZALO_SIGNATURE_WINDOW": str(settings.zalo_signature_window),
         "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         "PYTHONWARNINGS": env.get("PYTHONWARNINGS", "ignore::DeprecationWarning"),
     })
@@ -102,6 +110,16 @@ class Stack:
         if self.with_gateway:
             gw = self._spawn("gateway", [sys.executable, "-m", "bot", "gateway"])
             self._check("gateway", gw, f"http://{s.bot_host}:{s.bot_port}/healthz", timeout)
+
+    def restart_gateway(self, timeout: float = 60.0) -> None:
+        """Stop and start the gateway alone (what an operator's restart or a crash does)."""
+        proc = self.procs.get("gateway")
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=15)
+        s = self.settings
+        gw = self._spawn("gateway", [sys.executable, "-m", "bot", "gateway"])
+        self._check("gateway", gw, f"http://{s.bot_host}:{s.bot_port}/healthz", timeout)
 
     def _check(self, name: str, proc: subprocess.Popen, url: str, timeout: float) -> None:
         if wait_http(url, timeout, proc):

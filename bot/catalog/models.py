@@ -212,3 +212,50 @@ class Feedback(Base):
     text = Column(Text)
     channel = Column(String(16), nullable=False, default="widget")
     created_at = Column(DateTime, nullable=False)
+
+
+class ZaloInbox(Base):
+    """A Zalo webhook event accepted once (dedup by msg_id), processed later.
+
+    Written before the webhook answers 200, so an event Zalo considers delivered survives a
+    crash; `processed_at` is set in the same transaction as the replies it produced.
+    """
+
+    __tablename__ = "zalo_inbox"
+
+    id = Column(Integer, primary_key=True)
+    dedup_key = Column(String(128), nullable=False, unique=True)
+    user_id = Column(String(64))
+    event = Column(Text, nullable=False)  # the event JSON as received
+    received_at = Column(DateTime, nullable=False)
+    processed_at = Column(DateTime)
+
+
+class ZaloOutbox(Base):
+    """A reply to send to a Zalo user: written before sending, marked after Zalo accepted it."""
+
+    __tablename__ = "zalo_outbox"
+
+    id = Column(Integer, primary_key=True)
+    inbox_id = Column(ForeignKey("zalo_inbox.id", ondelete="SET NULL"), index=True)
+    user_id = Column(String(64), nullable=False, index=True)
+    kind = Column(String(8), nullable=False)  # "text" | "list"
+    body = Column(Text, nullable=False)  # JSON: {"text"} or {"title", "buttons", "fallback"}
+    status = Column(String(16), nullable=False, default="pending", index=True)
+    attempts = Column(Integer, nullable=False, default=0)
+    next_attempt_at = Column(DateTime, nullable=False)
+    last_error = Column(Text)
+    message_id = Column(String(64))  # Zalo's id once sent
+    created_at = Column(DateTime, nullable=False)
+    sent_at = Column(DateTime)
+
+
+class ZaloToken(Base):
+    """The current OA token pair (one row). Refresh tokens rotate on every use."""
+
+    __tablename__ = "zalo_tokens"
+
+    id = Column(Integer, primary_key=True)
+    access_token = Column(Text, nullable=False)
+    refresh_token = Column(Text, nullable=False)
+    updated_at = Column(DateTime, nullable=False)

@@ -365,6 +365,10 @@ async def index(request: web.Request) -> web.FileResponse:
 
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway application; resources are opened by its cleanup contexts."""
+    # Imported here: the channel uses the gateway's error helpers (bot.gateway imports app).
+    from bot.channels.zalo.channel import webhook as zalo_webhook
+    from bot.channels.zalo.channel import zalo_ctx
+
     app = web.Application(
         middlewares=[security_headers_middleware, cors_middleware, json_error_middleware],
         # Above our own body limit so oversized chat bodies get our JSON 413; other
@@ -375,10 +379,12 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(rasa_client_ctx)
     app.cleanup_ctx.append(catalog_ctx)
     app.cleanup_ctx.append(fees_ctx(settings))
+    app.cleanup_ctx.append(zalo_ctx(settings, RASA_KEY))
     app.router.add_post("/api/v1/chat", chat)
     app.router.add_get("/api/v1/procedures/search", search_procedures)
     app.router.add_get("/api/v1/procedures/{code}/fees", procedure_fees)
     add_widget_routes(app, settings, RASA_KEY, apology)
+    app.router.add_post("/webhooks/zalo", zalo_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR)

@@ -1,0 +1,236 @@
+"""The Zalo Official Account channel in the gateway: webhook in, answers out, nothing lost.
+
+`POST /webhooks/zalo` checks the signature, stores the event (deduplicated by msg_id) and
+answers 200 at once; a background worker asks Rasa and queues the replies in the database;
+another sends them through the OA API and marks them sent. Both resume from the database
+after a restart or an outage (see queue.py). Delivery is at-least-once: a crash in the
+instant between Zalo accepting a reply and the database recording it would resend that one
+reply; every other failure is retried without duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.channels.zalo import queue
+from bot.channels.zalo.client import SendResult, ZaloClient, mask_user_id
+from bot.channels.zalo.events import WELCOME, ZaloEvent, attachment_reply, dedup_key, parse_event
+from bot.channels.zalo.signature import SIGNATURE_HEADER, SignatureError, verify
+from bot.channels.zalo.split import buttons_as_text, choice_from_number, split_text
+from bot.config import Settings
+from bot.gateway.errors import error_response, json_response
+from bot.gateway.rasa_client import RasaClient, RasaUnavailable
+
+log = logging.getLogger("bot.gateway.zalo")
+
+MAX_EVENT_BYTES = 64 * 1024
+POLL_SECONDS = 1.0  # how often the workers look for retries that have come due
+LIST_TITLE = "Bạn chọn một mục bên dưới nhé"
+
+
+@dataclass
+class ZaloChannel:
+    """The running channel: settings, the OA client and the wake-up signal of the workers."""
+
+    settings: Settings
+    client: ZaloClient
+    rasa: Callable[[], RasaClient]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.settings.database_url
+
+
+ZALO_KEY = web.AppKey("zalo", ZaloChannel)
+
+
+def configured(settings: Settings) -> bool:
+    return bool(settings.zalo_app_id and settings.zalo_oa_secret_key)
+
+
+# --------------------------------------------------------------------------- webhook
+
+
+async def webhook(request: web.Request) -> web.Response:
+    """POST /webhooks/zalo: verify, store once, answer 200 quickly; the work happens later."""
+    channel = request.app.get(ZALO_KEY)
+    if channel is None:
+        return error_response(404, "zalo_not_configured",
+                              "Kênh Zalo chưa được cấu hình (ZALO_APP_ID, ZALO_OA_SECRET_KEY).")
+    raw = await request.content.read(MAX_EVENT_BYTES + 1)
+    if len(raw) > MAX_EVENT_BYTES:
+        return error_response(413, "too_large", "Sự kiện quá lớn.")
+    s = channel.settings
+    try:
+        verify(request.headers.get(SIGNATURE_HEADER), raw, s.zalo_app_id,
+               s.zalo_oa_secret_key, int(time.time() * 1000),
+               int(s.zalo_signature_window * 1000))
+    except SignatureError as exc:  # the body is never logged
+        log.warning("zalo webhook refused from %s: %s (%s)", request.remote, exc.reason, exc)
+        return error_response(401, "bad_signature", "Chữ ký sự kiện không hợp lệ.")
+    try:
+        event = parse_event(json.loads(raw))
+    except (ValueError, RecursionError):
+        event = parse_event(None)
+    key = dedup_key(event)
+    if key is None:  # echoes of our own messages, delivery receipts, unknown events
+        return json_response({"ok": True, "ignored": event.name})
+    fresh = await asyncio.to_thread(queue.record_event, channel.url, key, event.user_id, raw)
+    if fresh:
+        channel.wake.set()
+    return json_response({"ok": True, "duplicate": not fresh})
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def merge_parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rasa's REST channel splits one answer at blank lines: join the parts back (a part
+    with buttons ends an answer, its buttons go under it)."""
+    merged: list[dict[str, Any]] = []
+    for m in messages:
+        prev = merged[-1] if merged else None
+        if prev is not None and not prev["buttons"]:
+            prev["text"] = f"{prev['text']}\n\n{m['text']}".strip()
+            prev["buttons"] = m["buttons"]
+        else:
+            merged.append({"text": m["text"], "buttons": list(m["buttons"])})
+    return merged
+
+
+def replies_for(messages: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The outbox rows of Rasa's answer: text parts under Zalo's limit, buttons as a list."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for m in merge_parts(messages):
+        out.extend(("text", {"text": part}) for part in split_text(m["text"]) if part)
+        if m["buttons"]:
+            buttons = [{"title": b["title"][:100], "payload": b["payload"]}
+                       for b in m["buttons"][:5]]
+            out.append(("list", {"title": LIST_TITLE, "buttons": buttons,
+                                 "fallback": buttons_as_text(buttons)}))
+    return out
+
+
+async def _answer(channel: ZaloChannel, event: ZaloEvent) -> list[tuple[str, dict[str, Any]]]:
+    """What to send for one event (RasaUnavailable propagates: the event stays queued)."""
+    if event.kind == "attachment":
+        return [("text", {"text": attachment_reply(event.attachment)})]
+    if event.kind == "follow":
+        return [("text", {"text": WELCOME})]
+    if event.kind != "text" or not event.user_id or not event.text:
+        return []  # unfollow is recorded in the inbox; nothing to answer
+    text = event.text
+    buttons = await asyncio.to_thread(queue.last_buttons, channel.url, event.user_id)
+    chosen = choice_from_number(text, buttons) if buttons else None
+    messages = await channel.rasa().send(f"zalo-{event.user_id}", chosen or text,
+                                         {"channel": "zalo"})
+    return replies_for(messages) or [("text", {"text": "Dạ, mình chưa có câu trả lời cho "
+                                               "câu này. Bạn hỏi lại giúp mình nhé."})]
+
+
+async def process_inbox(channel: ZaloChannel) -> int:
+    """Answer the stored events that have no replies yet; returns how many were done."""
+    done = 0
+    for inbox_id, raw in await asyncio.to_thread(queue.unprocessed, channel.url):
+        try:
+            event = parse_event(json.loads(raw))
+        except (ValueError, RecursionError):
+            event = parse_event(None)
+        try:
+            replies = await _answer(channel, event)
+        except RasaUnavailable as exc:
+            log.warning("zalo: assistant unavailable, event %d stays queued: %s", inbox_id, exc)
+            break  # keep order; the next round retries
+        if await asyncio.to_thread(queue.complete, channel.url, inbox_id, event.user_id,
+                                   replies):
+            done += 1
+    return done
+
+
+async def _send(channel: ZaloChannel, item: queue.Outgoing) -> SendResult:
+    if item.kind == "list":
+        result = await channel.client.send_list(item.user_id, item.body["title"],
+                                                item.body["buttons"])
+        # Transport failures and unreachable users are the outbox's business; any other
+        # Zalo error means the template itself was refused.
+        if result.ok or result.code is None or result.code >= 0 or result.code in (-230, -232):
+            return result
+        # Zalo refused the template itself: the numbered text list says the same.
+        return await channel.client.send_text(item.user_id, item.body["fallback"])
+    return await channel.client.send_text(item.user_id, item.body["text"])
+
+
+async def deliver(channel: ZaloChannel) -> int:
+    """Send the replies that are due; returns how many Zalo accepted."""
+    sent = 0
+    for item in await asyncio.to_thread(queue.due, channel.url):
+        result = await _send(channel, item)
+        if result.ok:
+            await asyncio.to_thread(queue.mark_sent, channel.url, item.id, result.message_id)
+            sent += 1
+            continue
+        retry_in = min(300.0, 2.0 ** item.attempts)
+        log.warning("zalo: reply %d to %s not sent (%s %s)%s", item.id,
+                    mask_user_id(item.user_id), result.code, result.message,
+                    "" if not result.permanent else ", given up")
+        await asyncio.to_thread(queue.mark_failed, channel.url, item.id, result.permanent,
+                                f"{result.code}: {result.message}", retry_in)
+    return sent
+
+
+async def _worker(channel: ZaloChannel) -> None:
+    """Process and deliver whenever woken, and every POLL_SECONDS for retries."""
+    while True:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(channel.wake.wait(), POLL_SECONDS)
+        channel.wake.clear()
+        try:
+            await process_inbox(channel)
+            await deliver(channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug or a database hiccup must not stop the channel
+            log.exception("zalo worker round failed; retrying")
+            await asyncio.sleep(POLL_SECONDS)
+
+
+def zalo_ctx(settings: Settings, rasa_key: web.AppKey
+             ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Cleanup context: the OA client and the worker, only when Zalo is configured."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if not configured(settings):
+            yield
+            return
+        timeout = aiohttp.ClientTimeout(total=15)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            store = queue.DbTokenStore(settings.database_url, settings.zalo_access_token,
+                                       settings.zalo_refresh_token)
+            client = ZaloClient(session, store, settings.zalo_app_id, settings.zalo_app_secret,
+                                settings.zalo_api_base, settings.zalo_oauth_base,
+                                max_attempts=2, base_delay=0.2)
+            channel = ZaloChannel(settings, client, lambda: app[rasa_key])
+            app[ZALO_KEY] = channel
+            channel.tasks.append(asyncio.create_task(_worker(channel), name="zalo-worker"))
+            channel.wake.set()  # resume what a previous run left queued
+            log.info("zalo channel on (webhook /webhooks/zalo)")
+            try:
+                yield
+            finally:
+                for task in channel.tasks:
+                    task.cancel()
+                await asyncio.gather(*channel.tasks, return_exceptions=True)
+
+    return ctx

@@ -1,0 +1,66 @@
+"""The Zalo channel's durable queue on a real SQLite database."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.channels.zalo import queue
+from bot.channels.zalo.channel import merge_parts, replies_for
+
+
+def test_events_are_stored_once_and_replies_queued_atomically(db_url: str) -> None:
+    assert queue.record_event(db_url, "m1", "u1", b'{"a": 1}')
+    assert not queue.record_event(db_url, "m1", "u1", b'{"a": 1}')  # Zalo's retry
+    [(inbox_id, raw)] = queue.unprocessed(db_url)
+    assert raw == '{"a": 1}'
+    assert queue.complete(db_url, inbox_id, "u1", [("text", {"text": "một"}),
+                                                   ("text", {"text": "hai"})])
+    assert not queue.complete(db_url, inbox_id, "u1", [("text", {"text": "một"})])
+    assert queue.unprocessed(db_url) == []
+    assert [o.body["text"] for o in queue.due(db_url)] == ["một"]  # one at a time per user
+
+
+def test_a_users_replies_go_in_order_and_retries_wait(db_url: str) -> None:
+    for key, user in (("a", "u1"), ("b", "u2")):
+        queue.record_event(db_url, key, user, b"{}")
+    for inbox_id, _ in queue.unprocessed(db_url):
+        user = "u1" if inbox_id == 1 else "u2"
+        queue.complete(db_url, inbox_id, user, [("text", {"text": f"{user}-1"}),
+                                                ("text", {"text": f"{user}-2"})])
+    first = queue.due(db_url)
+    assert [o.body["text"] for o in first] == ["u1-1", "u2-1"]
+    queue.mark_failed(db_url, first[0].id, permanent=False, error="503", retry_in=60)
+    queue.mark_sent(db_url, first[1].id, "zid-1")
+    # u1's first reply waits for its retry, so u1's second may not overtake it.
+    assert [o.body["text"] for o in queue.due(db_url)] == ["u2-2"]
+    queue.mark_failed(db_url, first[0].id, permanent=True, error="-230", retry_in=0)
+    assert [o.body["text"] for o in queue.due(db_url)] == ["u1-2", "u2-2"]
+
+
+def test_last_buttons_and_token_store(db_url: str) -> None:
+    queue.record_event(db_url, "k", "u9", b"{}")
+    [(inbox_id, _)] = queue.unprocessed(db_url)
+    buttons = [{"title": "A", "payload": "/a"}, {"title": "B", "payload": "/b"}]
+    queue.complete(db_url, inbox_id, "u9", [("list", {"title": "t", "buttons": buttons,
+                                                      "fallback": "1. A\n2. B"})])
+    assert queue.last_buttons(db_url, "u9") == buttons
+    assert queue.last_buttons(db_url, "nobody") == []
+
+    store = queue.DbTokenStore(db_url, "acc-0", "ref-0")
+    assert asyncio.run(store.get()) == ("acc-0", "ref-0")  # the configured first pair
+    asyncio.run(store.save("acc-1", "ref-1"))
+    again = queue.DbTokenStore(db_url, "acc-0", "ref-0")  # another process, after a restart
+    assert asyncio.run(again.get()) == ("acc-1", "ref-1")
+    assert "acc" not in repr(again)
+
+
+def test_rasa_parts_become_one_answer_then_zalo_sized_pieces() -> None:
+    parts = [{"text": "Thủ tục X.", "buttons": []}, {"text": "Hồ sơ: a, b.", "buttons": []},
+             {"text": "Chọn:", "buttons": [{"title": "Lệ phí", "payload": "/ask_fee"}]}]
+    assert merge_parts(parts) == [{"text": "Thủ tục X.\n\nHồ sơ: a, b.\n\nChọn:",
+                                   "buttons": [{"title": "Lệ phí", "payload": "/ask_fee"}]}]
+    rows = replies_for([{"text": "Câu dài. " * 400, "buttons": []}])
+    assert len(rows) == 2 and all(len(r[1]["text"]) <= 2000 for r in rows)
+    rows = replies_for(parts)
+    assert [k for k, _ in rows] == ["text", "list"]
+    assert rows[1][1]["fallback"].startswith("1. Lệ phí")
