@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -123,11 +124,20 @@ def test_demo_page_chat_buttons_history_and_feedback(stack: Stack, browser) -> N
     w.el("feedback-up").last.click()
     assert w.el("feedback-up").last.get_attribute("aria-pressed") == "true"
     session = page.evaluate("localStorage.getItem('dvc-widget:session')")
-    page.wait_for_timeout(500)
-    with session_scope(stack.settings.database_url) as s:
-        rows = s.query(Feedback).filter(Feedback.session == session).all()
-        assert [r.rating for r in rows] == ["up"]
-        assert chosen.group(1) in (rows[0].text or "")  # the whole answer, not one part
+
+    def stored() -> list[Feedback]:
+        with session_scope(stack.settings.database_url) as s:
+            rows = s.query(Feedback).filter(Feedback.session == session).all()
+            s.expunge_all()
+            return rows
+
+    for _ in range(40):  # the POST is sent in the background
+        if stored():
+            break
+        page.wait_for_timeout(250)
+    rows = stored()
+    assert [r.rating for r in rows] == ["up"]
+    assert chosen.group(1) in (rows[0].text or "")  # the whole answer, not one part
 
     # Reload: the history is back and the conversation goes on about the chosen procedure.
     count = w.el("msg-bot").count()
@@ -247,6 +257,8 @@ def test_rest_fallback_without_websocket_and_unread_badge(stack: Stack,  # noqa:
     answer = w.ask("đăng ký tạm trú cần giấy tờ gì")
     assert "Hồ sơ cần chuẩn bị" in answer, answer
 
+    # Hold the next answer back a little, so the panel is surely closed when it arrives.
+    page.route("**/api/v1/chat", lambda route: (time.sleep(1.5), route.continue_()))
     w.el("input").fill("đăng ký tạm trú mất bao lâu")
     w.el("send").click()
     page.keyboard.press("Escape")  # closed before the answer arrives
