@@ -289,24 +289,36 @@ def _bracket_stop(clause: str, at: int) -> int | None:
     07/4/2026 đến 30/6/2026 theo … 40/2026/TT-BTC)15 ngày, kể từ ngày nhận…"): the
     clause ends with its bracket.
     """
+    opened = _open_brackets(clause, at)
+    close = _closing_bracket(clause, at) if opened else None
+    if close is None:
+        return None
+    stop = close + 1
+    still_open = len(opened) - 1
+    while still_open and clause[stop:].lstrip().startswith(")"):
+        stop = len(clause) - len(clause[stop:].lstrip()) + 1
+        still_open -= 1
+    return stop
+
+
+def _open_brackets(text: str, at: int) -> list[int]:
+    """Positions of the "(" still open at `at`, outermost first."""
     opened: list[int] = []
-    for i, ch in enumerate(clause[:at]):
+    for i, ch in enumerate(text[:at]):
         if ch == "(":
             opened.append(i)
         elif ch == ")" and opened:
             opened.pop()
-    if not opened:
-        return None
+    return opened
+
+
+def _closing_bracket(text: str, at: int) -> int | None:
+    """Position of the ")" closing the innermost bracket open at `at`, or None."""
     depth = 1
-    for i in range(at, len(clause)):
-        depth += {"(": 1, ")": -1}.get(clause[i], 0)
+    for i in range(at, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
         if depth == 0:
-            stop = i + 1
-            still_open = len(opened) - 1
-            while still_open and clause[stop:].lstrip().startswith(")"):
-                stop = len(clause) - len(clause[stop:].lstrip()) + 1
-                still_open -= 1
-            return stop
+            return i
     return None
 
 
@@ -515,20 +527,11 @@ def _statement(sentence: str, at: int) -> str:
     list of groups stays whole but an unrelated item before it goes ("(áp dụng mức phí
     25.000 đồng/hồ sơ …); Tổ chức hành nghề luật sư … được miễn lệ phí …").
     """
-    opened: list[int] = []
-    for i, ch in enumerate(sentence[:at]):
-        if ch == "(":
-            opened.append(i)
-        elif ch == ")" and opened:
-            opened.pop()
+    opened = _open_brackets(sentence, at)
     if opened:
-        start, depth = opened[-1] + 1, 1
-        end = len(sentence)
-        for i in range(at, len(sentence)):
-            depth += {"(": 1, ")": -1}.get(sentence[i], 0)
-            if depth == 0:
-                end = i
-                break
+        start = opened[-1] + 1
+        close = _closing_bracket(sentence, at)
+        end = len(sentence) if close is None else close
         sentence, at = sentence[start:end], at - start
     item = sentence.rfind(";", 0, at)
     return sentence[item + 1:] if item >= 0 else sentence

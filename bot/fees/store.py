@@ -15,7 +15,7 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from bot.catalog.models import FeeRule, Procedure
+from bot.catalog.models import Channel, FeeRule, Procedure
 from bot.catalog.revision import get_counter, set_counter
 from bot.fees import national
 from bot.fees.rules import COUNCIL, NATIONAL, Rule
@@ -44,13 +44,18 @@ def _basis(p: Procedure, fee_text: str) -> str | None:
     return "; ".join(dict.fromkeys(about_fees)) or None
 
 
+def fee_text(ch: Channel) -> str:
+    """All a channel says about its fee: the portal's cell and the curated note."""
+    return " ".join(filter(None, (ch.fee_text, ch.note)))
+
+
 def national_rules(p: Procedure, source: str | None = None) -> list[FeeRule]:
     """The national rules of a procedure from its channels' fee texts (not yet attached)."""
     source = source or p.source or "import"
     rules: list[FeeRule] = []
     seen_exempt: set[tuple[str, ...]] = set()
     for ch in p.channels:
-        text = " ".join(filter(None, (ch.fee_text, ch.note)))
+        text = fee_text(ch)
         basis = _basis(p, text)
         amount = ch.fee if ch.fee is not None else national.standard_amount(ch.fee_text)
         rules.append(FeeRule(kind="standard", channel=ch.channel, amount=amount,
@@ -77,8 +82,7 @@ def national_rules(p: Procedure, source: str | None = None) -> list[FeeRule]:
 
 def council_marker(p: Procedure) -> str | None:
     """COUNCIL when any channel's fee text says the provincial council sets the fee."""
-    texts = (" ".join(filter(None, (ch.fee_text, ch.note))) for ch in p.channels)
-    return COUNCIL if any(national.council_sets_fee(t) for t in texts) else None
+    return COUNCIL if any(national.council_sets_fee(fee_text(ch)) for ch in p.channels) else None
 
 
 def apply_national(p: Procedure, source: str | None = None) -> None:
