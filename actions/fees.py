@@ -20,13 +20,12 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.catalog_client import get_client
-from actions.formatting import UNKNOWN, heading, link
+from actions.formatting import heading, link, money
 from bot.catalog.models import Procedure
 from bot.config import Settings
-from bot.fees.overrides import OverrideError
 from bot.fees.provinces import Province, find_province, province_in_text
 from bot.fees.rules import Decision
-from bot.fees.service import FeeBook, LiveFeeBook, vietnam_today
+from bot.fees.service import FeeBook, FeeInputError, LiveFeeBook, parse_day, vietnam_today
 from bot.fees.situations import SITUATIONS, situations_in_text
 from bot.text import fold
 
@@ -48,16 +47,13 @@ _BOOK_LOCK = threading.Lock()
 
 def get_book() -> FeeBook:
     """The override rules, re-read when an operator edits them (`bot run` refuses invalid
-    files at start; a later invalid edit keeps the previous rules and is logged)."""
+    files at start; otherwise invalid files mean national rules until they are fixed)."""
     global _BOOK
     with _BOOK_LOCK:
         if _BOOK is None:
             settings = Settings.from_env()
-            try:
-                _BOOK = LiveFeeBook(settings.fee_overrides_dir, settings.catalog_refresh)
-            except OverrideError as exc:
-                log.error("fee override files invalid, national rules only: %s", exc)
-                return FeeBook()
+            _BOOK = LiveFeeBook(settings.fee_overrides_dir, settings.catalog_refresh,
+                                strict=False)
         return _BOOK.get()
 
 
@@ -112,8 +108,8 @@ def fee_context(tracker: Tracker, settings: Settings, text: str) -> FeeContext:
         if tag not in declared:
             declared.append(tag)
     try:
-        day = date.fromisoformat(settings.fee_date) if settings.fee_date else vietnam_today()
-    except ValueError:
+        day = parse_day(settings.fee_date)
+    except FeeInputError:  # `bot run` refuses a bad FEE_DATE; a bare action server says today
         day = vietnam_today()
     return FeeContext(day, province, tuple(t for t in declared if t in SITUATIONS),
                       channel_in_text(text), named=named is not None)
@@ -129,15 +125,6 @@ def context_events(ctx: FeeContext, tracker: Tracker) -> list[EventType]:
     return events
 
 
-def _money(amount: int | None) -> str:
-    """"0 đồng (miễn phí)" first, as citizens compare channels by the number."""
-    if amount is None:
-        return UNKNOWN
-    if amount == 0:
-        return "0 đồng (miễn phí)"
-    return f"{amount:,}".replace(",", ".") + " đồng"
-
-
 # For answers rendered outside a conversation (tests, previews): no slots, no message.
 EMPTY_TRACKER = Tracker(sender_id="", slots={}, latest_message={}, events=[], paused=False,
                         followup_action=None, active_loop={}, latest_action_name=None)
@@ -148,7 +135,7 @@ def online_fee(p: Procedure, ctx: FeeContext, book: FeeBook | None = None) -> st
     book = book or get_book()
     d = book.decide(p, "online", ctx.day, ctx.province.code if ctx.province else None,
                     ctx.situation)
-    return _money(d.amount) + _why(d, ctx)
+    return money(d.amount) + _why(d, ctx)
 
 
 def _why(d: Decision, ctx: FeeContext) -> str:
@@ -179,7 +166,7 @@ def render_fee(p: Procedure, ctx: FeeContext, settings: Settings,
     where = f" tại {ctx.province.short}" if ctx.province else ""
     lines = [f"Phí, lệ phí{where} (áp dụng ngày {ctx.day:%d/%m/%Y}):"]
     for d in decisions:
-        lines.append(f"• {CHANNEL_NAMES[d.channel]}: {_money(d.amount)}{_why(d, ctx)}.")
+        lines.append(f"• {CHANNEL_NAMES[d.channel]}: {money(d.amount)}{_why(d, ctx)}.")
     notes: list[str] = []
     # Which channels each basis is for; an unknown amount cites nothing (it has no basis).
     bases: dict[str, list[str]] = {}

@@ -7,17 +7,21 @@ unknown fact is always said to be unknown rather than silently shown as 0 or bla
 from __future__ import annotations
 
 from bot.catalog.models import CHANNEL_LABELS, Channel, Procedure
+from bot.text import vnd
 
 UNKNOWN = "chưa có thông tin trong danh mục"
 
 
 def money(amount: int | None) -> str:
-    """10000 → "10.000 đồng"; 0 → "miễn phí (0 đồng)"; None → unknown."""
+    """10000 → "10.000 đồng"; 0 → "0 đồng (miễn phí)"; None → unknown.
+
+    The number first, also for 0: citizens compare the channels by it.
+    """
     if amount is None:
         return UNKNOWN
     if amount == 0:
-        return "miễn phí (0 đồng)"
-    return f"{amount:,}".replace(",", ".") + " đồng"
+        return "0 đồng (miễn phí)"
+    return vnd(amount)
 
 
 def duration(ch: Channel) -> str:

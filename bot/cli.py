@@ -70,15 +70,12 @@ def _model_or_train(settings: Settings, retrain: bool = False) -> Path:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.fees.explain import FeeInputError, parse_day, parse_province
     from bot.fees.overrides import OverrideError
-    from bot.fees.service import FeeBook
+    from bot.fees.service import FeeInputError, check_fee_settings
     from bot.stack import Stack
 
-    try:  # a bad fee setting would only show as wrong amounts later: refuse to start
-        FeeBook.load(settings.fee_overrides_dir)
-        parse_province(settings.province)
-        parse_day(settings.fee_date)
+    try:
+        check_fee_settings(settings)
     except (OverrideError, FeeInputError) as exc:
         print(f"Cấu hình phí, lệ phí không hợp lệ:\n{exc}", file=sys.stderr)
         return 2

@@ -113,6 +113,11 @@ _CCCD_RE = re.compile(r"(?<!\d)(\d{3})\d{6}(\d{3})(?!\d)")
 _PHONE_RE = re.compile(r"(?<![\d.])(\+?84|0)(\d{2})[\d .]{5,9}(\d{2})(?![\d])")
 
 
+def vnd(amount: int) -> str:
+    """1500000 → "1.500.000 đồng": Vietnamese groups thousands with dots."""
+    return f"{amount:,}".replace(",", ".") + " đồng"
+
+
 def mask_pii(text: str) -> str:
     """Mask citizen ID (12 digits) and phone numbers so they never reach a log in full."""
     text = _CCCD_RE.sub(lambda m: f"{m.group(1)}******{m.group(2)}", text)

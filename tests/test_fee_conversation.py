@@ -18,6 +18,7 @@ from bot.catalog.db import session_scope
 from bot.catalog.models import FeeRule, Procedure
 from bot.fees.rules import COUNCIL
 from bot.stack import Stack
+from bot.text import vnd
 from tests.conftest import own_stack
 from tests.test_dialogue_choice import chat
 
@@ -30,10 +31,6 @@ def stack(trained) -> Iterator[Stack]:
     """A stack of its own (see tests.conftest.own_stack)."""
     with own_stack(trained, "fees", PROVINCE="01", FEE_DATE=DAY) as st:
         yield st
-
-
-def vnd(amount: int) -> str:
-    return f"{amount:,}".replace(",", ".") + " đồng"
 
 
 def answered_code(text: str) -> str:

@@ -16,45 +16,21 @@ from bot.catalog.models import CHANNEL_LABELS
 from bot.config import Settings
 from bot.fees.overrides import OverrideError
 from bot.fees.provinces import Province
-from bot.fees.rules import COUNCIL, Decision
-from bot.fees.service import FeeBook, province_or_none, vietnam_today
-
-# The command line says "direct" for in person (issue 4); the catalog says in_person.
-CLI_CHANNELS = {"online": "online", "direct": "in_person", "in_person": "in_person",
-                "post": "post"}
-CLI_NAME = {"online": "online", "in_person": "direct", "post": "post"}
-
-
-class FeeInputError(ValueError):
-    """A bad province, date or channel given by a person; the message says what is wrong."""
-
-
-def parse_day(value: str | None) -> date:
-    """YYYY-MM-DD, or today in Việt Nam when blank."""
-    if not value:
-        return vietnam_today()
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
-        raise FeeInputError(f"ngày {value!r} không hợp lệ: dùng dạng YYYY-MM-DD, "
-                            "ví dụ 2026-12-31") from None
-
-
-def parse_province(value: str | None) -> Province | None:
-    """A province by code or name (with or without diacritics); blank: none."""
-    if value is None or not value.strip():
-        return None
-    found = province_or_none(value)
-    if found is None:
-        raise FeeInputError(f"không biết tỉnh, thành phố {value!r}: dùng mã (Hà Nội = 01) "
-                            "hoặc tên, ví dụ \"Hà Nội\", \"ha noi\", \"Đà Nẵng\"")
-    return found
+from bot.fees.rules import CHANNEL_INPUT, CHANNEL_OUTPUT, COUNCIL, Decision
+from bot.fees.service import (
+    FeeBook,
+    FeeInputError,
+    check_fee_settings,
+    parse_day,
+    parse_province,
+)
+from bot.text import vnd
 
 
 def money_text(amount: int | None) -> str:
     if amount is None:
         return "chưa rõ số tiền"
-    return f"{amount:,}".replace(",", ".") + " đồng"
+    return vnd(amount)
 
 
 def render(code: str, name: str, council: bool, province: Province | None, day: date,
@@ -66,7 +42,7 @@ def render(code: str, name: str, council: bool, province: Province | None, day: 
              + ("HĐND cấp tỉnh quyết định" if council else "trung ương quy định")]
     for d in decisions:
         label = CHANNEL_LABELS.get(d.channel, d.channel)
-        lines.append(f"\n{label} ({CLI_NAME[d.channel]}): {money_text(d.amount)}")
+        lines.append(f"\n{label} ({CHANNEL_OUTPUT[d.channel]}): {money_text(d.amount)}")
         lines.append(f"  lý do: {d.reason}")
         if d.legal_basis:
             lines.append(f"  căn cứ: {d.legal_basis}")
@@ -99,7 +75,7 @@ def cmd_fees_explain(args: argparse.Namespace, settings: Settings) -> int:
     except (FeeInputError, OverrideError) as exc:
         print(f"Lỗi: {exc}", file=sys.stderr)
         return 2
-    channels = [CLI_CHANNELS[args.channel]] if args.channel else None
+    channels = [CHANNEL_INPUT[args.channel]] if args.channel else None
     with session_scope(settings.database_url) as s:
         ensure_seeded(s)
         s.commit()
@@ -111,9 +87,7 @@ def cmd_fees_explain(args: argparse.Namespace, settings: Settings) -> int:
                                          tuple(args.situation or ()), channels)
         if args.json:
             for d in decisions:
-                obj = d.as_dict()
-                obj["channel"] = CLI_NAME[d.channel]
-                print(json.dumps(obj, ensure_ascii=False))
+                print(json.dumps(d.as_dict(), ensure_ascii=False))
             return 0
         print(render(p.code, p.display_name, p.fee_set_by == COUNCIL, province, day, decisions))
     return 0
@@ -124,9 +98,7 @@ def cmd_fees_check(args: argparse.Namespace, settings: Settings) -> int:
 
     folder = Path(args.folder) if args.folder else settings.fee_overrides_dir
     try:
-        book = FeeBook.load(folder)
-        parse_province(settings.province)
-        parse_day(settings.fee_date)
+        book = check_fee_settings(settings, folder)
     except (OverrideError, FeeInputError) as exc:
         print(f"Lỗi:\n{exc}", file=sys.stderr)
         return 1

@@ -26,6 +26,11 @@ RULE_CHANNELS = (*CHANNELS, "any")
 KINDS = ("standard", "reduction", "local", "exemption")
 NATIONAL = "national"
 COUNCIL = "provincial_council"  # Procedure.fee_set_by when the provincial council sets it
+# Outside (command line, JSON API) in-person submission is "direct" (issue 4); the catalog
+# says in_person. Both spellings are accepted in; "direct" goes out.
+CHANNEL_INPUT = {"online": "online", "direct": "in_person", "in_person": "in_person",
+                 "post": "post"}
+CHANNEL_OUTPUT = {"online": "online", "in_person": "direct", "post": "post"}
 
 
 @dataclass(frozen=True)
@@ -108,9 +113,9 @@ class Decision:
         return self.rule.valid_to if self.rule else None
 
     def as_dict(self) -> dict[str, object]:
-        """The `--json` shape of `bot fees explain` (one object per channel)."""
+        """The `--json` shape of `bot fees explain` and of the fees API (one per channel)."""
         return {
-            "code": self.code, "channel": self.channel, "amount": self.amount,
+            "code": self.code, "channel": CHANNEL_OUTPUT[self.channel], "amount": self.amount,
             "rule": self.rule.label() if self.rule else None,
             "legal_basis": self.legal_basis,
             "valid_to": self.valid_to.isoformat() if self.valid_to else None,

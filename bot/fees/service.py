@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from bot.catalog.models import Procedure
+from bot.config import Settings
 from bot.fees.overrides import OVERRIDES_DIR, OverrideError, load_overrides
 from bot.fees.provinces import Province, find_province
 from bot.fees.rules import CHANNELS, COUNCIL, Decision, Rule, resolve
@@ -61,13 +62,6 @@ class FeeBook:
         return [self.decide(p, ch, day, province, situation) for ch in channels]
 
 
-def province_or_none(value: str | None) -> Province | None:
-    """The configured or declared province; blank means national rules only."""
-    if not value or not value.strip():
-        return None
-    return find_province(value)
-
-
 def _signature(folder: Path) -> tuple[tuple[str, str], ...]:
     """What changes when an operator edits, adds or removes an override file.
 
@@ -91,20 +85,31 @@ class LiveFeeBook:
     Long-running processes (action server, gateway) call `get()` per answer; the folder is
     looked at most every `check_every` seconds. An edit that makes a file invalid is logged
     and the last valid rules stay in force: a typo must not silently drop Hà Nội's rule.
+
+    Invalid files at start raise OverrideError, unless `strict` is False: then the book
+    starts with national rules only (the error is logged and kept in `error`) and picks up
+    the files once they are fixed, instead of every caller re-reading them.
     """
 
-    def __init__(self, folder: Path = OVERRIDES_DIR, check_every: float = 5.0) -> None:
+    def __init__(self, folder: Path = OVERRIDES_DIR, check_every: float = 5.0,
+                 strict: bool = True) -> None:
         self.folder = folder
         self.check_every = check_every
         self._lock = threading.Lock()
         self._signature = _signature(folder)
-        self._book = FeeBook.load(folder)  # invalid at start: OverrideError to the caller
-        self._checked = _monotonic()
         self.error: str | None = None
+        try:
+            self._book = FeeBook.load(folder)
+        except OverrideError as exc:
+            if strict:
+                raise
+            log.error("fee override files invalid, national rules only: %s", exc)
+            self._book, self.error = FeeBook(), str(exc)
+        self._checked = time.monotonic()
 
     def get(self) -> FeeBook:
         with self._lock:
-            now = _monotonic()
+            now = time.monotonic()
             if now - self._checked < self.check_every:
                 return self._book
             self._checked = now
@@ -122,5 +127,39 @@ class LiveFeeBook:
             return self._book
 
 
-def _monotonic() -> float:
-    return time.monotonic()
+class FeeInputError(ValueError):
+    """A bad province, date or channel given by a person; the message says what is wrong."""
+
+
+def parse_day(value: str | None) -> date:
+    """YYYY-MM-DD, or today in Việt Nam when blank."""
+    if not value:
+        return vietnam_today()
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise FeeInputError(f"ngày {value!r} không hợp lệ: dùng dạng YYYY-MM-DD, "
+                            "ví dụ 2026-12-31") from None
+
+
+def parse_province(value: str | None) -> Province | None:
+    """A province by code or name (with or without diacritics); blank: none."""
+    if value is None or not value.strip():
+        return None
+    found = find_province(value)
+    if found is None:
+        raise FeeInputError(f"không biết tỉnh, thành phố {value!r}: dùng mã (Hà Nội = 01) "
+                            "hoặc tên, ví dụ \"Hà Nội\", \"ha noi\", \"Đà Nẵng\"")
+    return found
+
+
+def check_fee_settings(settings: Settings, folder: Path | None = None) -> FeeBook:
+    """The override files, PROVINCE and FEE_DATE, validated together (`bot run` refuses to
+    start on a bad one: it would only show later as wrong amounts; `bot fees check`).
+
+    Raises OverrideError or FeeInputError with the message for the operator.
+    """
+    book = FeeBook.load(folder or settings.fee_overrides_dir)
+    parse_province(settings.province)
+    parse_day(settings.fee_date)
+    return book

@@ -18,10 +18,9 @@ from aiohttp import web
 from bot.catalog.db import session_scope
 from bot.catalog.models import Procedure
 from bot.config import Settings
-from bot.fees.explain import CLI_CHANNELS, CLI_NAME, FeeInputError, parse_day, parse_province
 from bot.fees.overrides import OverrideError
-from bot.fees.rules import COUNCIL
-from bot.fees.service import FeeBook, LiveFeeBook
+from bot.fees.rules import CHANNEL_INPUT, COUNCIL
+from bot.fees.service import FeeBook, FeeInputError, LiveFeeBook, parse_day, parse_province
 from bot.fees.situations import SITUATIONS
 from bot.gateway.errors import ApiError, json_response
 
@@ -65,7 +64,7 @@ Params = tuple[list[str] | None, date, str | None, tuple[str, ...]]
 def _params(query: Mapping[str, str], settings: Settings) -> Params:
     """(channels, day, province code, situation tags) from the query string, or 422."""
     channel = query.get("channel")
-    if channel is not None and channel not in CLI_CHANNELS:
+    if channel is not None and channel not in CHANNEL_INPUT:
         raise ApiError(422, "invalid_field",
                        "Tham số 'channel' phải là online, direct hoặc post.")
     try:
@@ -79,7 +78,7 @@ def _params(query: Mapping[str, str], settings: Settings) -> Params:
     if unknown:
         raise ApiError(422, "invalid_field", f"Tham số 'situation' có nhóm không biết: "
                        f"{', '.join(unknown)} (dùng: {', '.join(SITUATIONS)}).")
-    return ([CLI_CHANNELS[channel]] if channel else None, day,
+    return ([CHANNEL_INPUT[channel]] if channel else None, day,
             province.code if province else None, tags)
 
 
@@ -90,11 +89,7 @@ def _decide(settings: Settings, book: FeeBook, code: str, channels: list[str] | 
         if p is None:
             return None
         decisions = book.decide_channels(p, day, province, tags, channels)
-        fees = []
-        for d in decisions:
-            item = d.as_dict()
-            item["channel"] = CLI_NAME[d.channel]
-            fees.append(item)
+        fees = [d.as_dict() for d in decisions]
         return {"code": p.code, "name": p.display_name, "date": day.isoformat(),
                 "province": province, "council_set": p.fee_set_by == COUNCIL,
                 "situation": list(tags), "fees": fees}
