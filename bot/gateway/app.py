@@ -10,7 +10,6 @@ CLI, the unit tests and the integration tests all run the same `create_app(setti
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -36,6 +35,7 @@ from bot.gateway.errors import (
 )
 from bot.gateway.fees import fees_ctx, procedure_fees
 from bot.gateway.rasa_client import HEALTH_TIMEOUT, RasaClient, RasaUnavailable
+from bot.gateway.validation import chat_text, json_object, utf8_len
 from bot.gateway.widget import LIMITS_KEY, cors_middleware, stamp
 from bot.gateway.widget import add_routes as add_widget_routes
 from bot.text import mask_pii, nfc
@@ -159,16 +159,6 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _utf8_len(value: str, field: str) -> int:
-    """UTF-8 size; JSON may smuggle lone surrogates ("\\ud800") that cannot be encoded."""
-    try:
-        return len(value.encode("utf-8"))
-    except UnicodeEncodeError as exc:
-        raise ApiError(
-            400, "invalid_encoding", f"Trường '{field}' chứa ký tự Unicode không hợp lệ."
-        ) from exc
-
-
 def _required_str(data: dict[str, Any], field: str) -> str:
     if field not in data or data[field] is None:
         raise ApiError(422, "missing_field", f"Thiếu trường bắt buộc '{field}'.")
@@ -180,41 +170,17 @@ def _required_str(data: dict[str, Any], field: str) -> str:
 
 def parse_chat_request(raw: bytes, settings: Settings) -> tuple[str, str, dict[str, Any]]:
     """Validate a chat body; return (sender, NFC text, metadata) or raise `ApiError`."""
-    try:
-        decoded = raw.decode("utf-8-sig")  # tolerate a BOM from Windows tools
-    except UnicodeDecodeError as exc:
-        raise ApiError(
-            400, "invalid_encoding", "Nội dung phải được mã hoá UTF-8."
-        ) from exc
-    try:
-        data = json.loads(decoded)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(400, "invalid_json", "Nội dung gửi lên không phải JSON hợp lệ.") from exc
-    if not isinstance(data, dict):
-        raise ApiError(
-            400, "invalid_body",
-            "Nội dung phải là một đối tượng JSON có các trường 'sender' và 'text'.",
-        )
-
+    data = json_object(raw, "có các trường 'sender' và 'text'")
     sender = _required_str(data, "sender")
     text = _required_str(data, "text")
-    _utf8_len(sender, "sender")
+    utf8_len(sender, "sender")
     if not sender.strip():
         raise ApiError(422, "invalid_field", "Trường 'sender' không được để trống.")
     if len(sender) > MAX_SENDER_CHARS:
         raise ApiError(
             422, "invalid_field", f"Trường 'sender' dài tối đa {MAX_SENDER_CHARS} ký tự."
         )
-
-    text = nfc(text).strip()
-    if _utf8_len(text, "text") > settings.max_message_bytes:
-        raise ApiError(
-            413, "too_large",
-            f"Câu hỏi quá dài (tối đa {settings.max_message_bytes} byte). "
-            "Bạn vui lòng rút gọn hoặc chia thành nhiều câu.",
-        )
-    if not text:
-        raise ApiError(422, "empty_text", "Bạn chưa nhập nội dung câu hỏi.")
+    text = chat_text(text, settings)
 
     metadata = data.get("metadata")
     if metadata is None:

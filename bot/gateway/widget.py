@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -33,6 +32,7 @@ from bot.catalog.models import Feedback
 from bot.config import Settings
 from bot.gateway.errors import ApiError, error_response, json_response
 from bot.gateway.rasa_client import BotMessage, RasaClient, RasaUnavailable
+from bot.gateway.validation import chat_text, json_object
 from bot.text import nfc
 
 log = logging.getLogger("bot.gateway")
@@ -177,26 +177,20 @@ def _frame_text(raw: str, settings: Settings) -> tuple[str | None, str | ApiErro
 
     The id is returned even for a bad frame, so the widget can mark which message failed.
     """
+    mid = None
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None, ApiError(400, "invalid_json", "Tin nhắn không phải JSON hợp lệ.")
-    if not isinstance(data, dict):
-        return None, ApiError(400, "invalid_body", "Cần {\"type\": \"message\", \"text\": ...}.")
-    mid = data.get("id")
-    mid = mid[:64] if isinstance(mid, str) else None
-    text = data.get("text")
-    if data.get("type") != "message":
-        return mid, ApiError(400, "invalid_body", "Cần {\"type\": \"message\", \"text\": ...}.")
-    if not isinstance(text, str):
-        return mid, ApiError(422, "invalid_field", "Trường 'text' phải là chuỗi.")
-    text = nfc(text).strip()
-    if len(text.encode("utf-8")) > settings.max_message_bytes:
-        return mid, ApiError(413, "too_large", "Câu hỏi quá dài (tối đa "
-                             f"{settings.max_message_bytes} byte). Bạn vui lòng rút gọn nhé.")
-    if not text:
-        return mid, ApiError(422, "empty_text", "Bạn chưa nhập nội dung câu hỏi.")
-    return mid, text
+        data = json_object(raw, "{\"type\": \"message\", \"text\": ...}")
+        mid = data.get("id")
+        mid = mid[:64] if isinstance(mid, str) else None
+        if data.get("type") != "message":
+            raise ApiError(400, "invalid_body",
+                           "Cần {\"type\": \"message\", \"text\": ...}.")
+        text = data.get("text")
+        if not isinstance(text, str):
+            raise ApiError(422, "invalid_field", "Trường 'text' phải là chuỗi.")
+        return mid, chat_text(text, settings)
+    except ApiError as exc:
+        return mid, exc
 
 
 def make_ws_handler(settings: Settings, rasa_key: web.AppKey,
@@ -271,13 +265,7 @@ def make_feedback_handler(settings: Settings) -> Handler:
     async def feedback(request: web.Request) -> web.Response:
         """POST /api/v1/feedback {"session", "message_id", "rating": "up"|"down", "text"}."""
         raw = await request.content.read(MAX_FEEDBACK_TEXT * 4 + 1024)
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise ApiError(400, "invalid_json", "Nội dung gửi lên không phải JSON hợp lệ.") \
-                from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "invalid_body", "Cần một đối tượng JSON.")
+        data = json_object(raw, "có các trường 'session', 'message_id', 'rating'")
         session, mid = data.get("session"), data.get("message_id")
         rating, text = data.get("rating"), data.get("text")
         if not isinstance(session, str) or not SESSION_RE.fullmatch(session):
