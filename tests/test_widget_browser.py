@@ -75,15 +75,19 @@ class Widget:
     def bot_texts(self) -> list[str]:
         return self.el("msg-bot").all_inner_texts()
 
+    def wait_for_reply(self, before: int) -> None:
+        """Until there are more than `before` bot bubbles."""
+        self.page.wait_for_function(
+            """([n]) => document.querySelector('#dvc-widget-root').shadowRoot
+                 .querySelectorAll("[data-testid='msg-bot']").length > n""",
+            arg=[before], timeout=TIMEOUT)
+
     def ask(self, text: str) -> str:
         """Send a message; return the text of the bot's reply once it has arrived."""
         before = self.el("msg-bot").count()
         self.el("input").fill(text)
         self.el("send").click()
-        self.page.wait_for_function(
-            """([n]) => document.querySelector('#dvc-widget-root').shadowRoot
-                 .querySelectorAll("[data-testid='msg-bot']").length > n""",
-            arg=[before], timeout=TIMEOUT)
+        self.wait_for_reply(before)
         replies = self.bot_texts()[before:]
         assert len(replies) == 1, replies  # one answer, one bubble (parts merged)
         return replies[0]
@@ -111,10 +115,7 @@ def test_demo_page_chat_buttons_history_and_feedback(stack: Stack, browser) -> N
     title = replies.first.inner_text()
     before = w.el("msg-bot").count()
     replies.first.click()
-    page.wait_for_function(
-        """([n]) => document.querySelector('#dvc-widget-root').shadowRoot
-             .querySelectorAll("[data-testid='msg-bot']").length > n""",
-        arg=[before], timeout=TIMEOUT)
+    w.wait_for_reply(before)
     assert w.el("msg-user").last.inner_text().strip() == title.strip()
     chosen = re.search(r"mã thủ tục ([\d.]+)", w.bot_texts()[-1])
     assert chosen, w.bot_texts()[-1]
@@ -177,10 +178,7 @@ def test_keyboard_only_and_new_conversation(stack: Stack, browser) -> None:  # n
     before = w.el("msg-bot").count()
     page.keyboard.type("xin chào")
     page.keyboard.press("Enter")
-    page.wait_for_function(
-        """([n]) => document.querySelector('#dvc-widget-root').shadowRoot
-             .querySelectorAll("[data-testid='msg-bot']").length > n""",
-        arg=[before], timeout=TIMEOUT)
+    w.wait_for_reply(before)
     old_session = page.evaluate("localStorage.getItem('dvc-widget:session')")
     # Tab reaches the "new conversation" control; Enter activates it.
     for _ in range(40):

@@ -8,6 +8,7 @@ Zalo accepted it. Everything here is synchronous SQLAlchemy, run in a thread by 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -15,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bot.catalog.db import session_scope
 from bot.catalog.models import ZaloInbox, ZaloOutbox, ZaloToken
@@ -142,16 +144,19 @@ class DbTokenStore:
     def __repr__(self) -> str:
         return "DbTokenStore(<tokens hidden>)"
 
+    @staticmethod
+    def _latest(s: Session) -> ZaloToken | None:
+        return s.execute(select(ZaloToken).order_by(ZaloToken.id.desc()).limit(1)
+                         ).scalar_one_or_none()
+
     def _get(self) -> tuple[str, str]:
         with session_scope(self.url) as s:
-            row = s.execute(select(ZaloToken).order_by(ZaloToken.id.desc()).limit(1)
-                            ).scalar_one_or_none()
+            row = self._latest(s)
             return (row.access_token, row.refresh_token) if row else self._initial
 
     def _save(self, access: str, refresh: str) -> None:
         with session_scope(self.url) as s:
-            row = s.execute(select(ZaloToken).order_by(ZaloToken.id.desc()).limit(1)
-                            ).scalar_one_or_none()
+            row = self._latest(s)
             if row is None:
                 s.add(ZaloToken(access_token=access, refresh_token=refresh,
                                 updated_at=utcnow()))
@@ -159,11 +164,7 @@ class DbTokenStore:
                 row.access_token, row.refresh_token, row.updated_at = access, refresh, utcnow()
 
     async def get(self) -> tuple[str, str]:
-        import asyncio
-
         return await asyncio.to_thread(self._get)
 
     async def save(self, access: str, refresh: str) -> None:
-        import asyncio
-
         await asyncio.to_thread(self._save, access, refresh)
