@@ -101,6 +101,9 @@ async def test_websocket_bad_frames_get_error_frames_and_the_socket_lives_on(
         assert (err["code"], err["reply_to"]) == ("empty_text", "e")
         await ws.send_json({"type": "message", "text": "x" * 5000})
         assert (await ws.receive_json())["code"] == "too_large"
+        await ws.send_str('{"type": "message", "id": "s", "text": "a\\ud800"}')
+        err = await ws.receive_json()  # a lone surrogate: refused, the socket lives on
+        assert (err["code"], err["reply_to"]) == ("invalid_encoding", "s")
         for i in range(3):  # the limit is 3 per minute for this session
             await ws.send_json({"type": "message", "id": str(i), "text": "hỏi"})
             frames = [await ws.receive_json() for _ in range(3)]
@@ -187,6 +190,9 @@ async def test_feedback_is_stored_and_the_last_rating_counts(client: TestClient,
          422, "invalid_field"),
         (json.dumps({"session": SESSION, "message_id": "<script>", "rating": "up"}).encode(),
          422, "invalid_field"),
+        (b'{"session": "%s", "message_id": "0123456789", "rating": "up", "text": "a\\ud800"}'
+         % SESSION.encode(), 400, "invalid_encoding"),
+        (b"\xff\xfe{}", 400, "invalid_encoding"),
     ],
 )
 async def test_feedback_rejects_bad_bodies(client: TestClient, body: bytes, status: int,

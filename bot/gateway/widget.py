@@ -32,7 +32,7 @@ from bot.catalog.models import Feedback
 from bot.config import Settings
 from bot.gateway.errors import ApiError, error_response, json_response
 from bot.gateway.rasa_client import BotMessage, RasaClient, RasaUnavailable
-from bot.gateway.validation import chat_text, json_object
+from bot.gateway.validation import chat_text, json_object, utf8_len
 from bot.text import nfc
 
 log = logging.getLogger("bot.gateway")
@@ -276,6 +276,8 @@ def make_feedback_handler(settings: Settings) -> Handler:
             raise ApiError(422, "invalid_field", "Trường 'rating' phải là 'up' hoặc 'down'.")
         if text is not None and not isinstance(text, str):
             raise ApiError(422, "invalid_field", "Trường 'text' phải là chuỗi.")
+        if text:
+            utf8_len(text, "text")  # a lone surrogate cannot be stored
         request.app[LIMITS_KEY].check(f"feedback:{session}", request.remote)
         text = nfc(text)[:MAX_FEEDBACK_TEXT] if text else None
         await asyncio.to_thread(_store_feedback, settings.database_url, session, mid, rating,
