@@ -74,6 +74,17 @@ class Settings:
     zalo_api_base: str = "https://openapi.zalo.me"
     zalo_oauth_base: str = "https://oauth.zaloapp.com"
     zalo_signature_window: float = 300.0  # seconds an event's timestamp may be off
+    # Application status lookup (README "Application status").
+    status_source: str = "database"  # "database" (the application_status table) | "http"
+    status_http_url: str = ""  # provincial case system; "{code}" is replaced by the code
+    status_http_token: str = ""  # sent as "Authorization: Bearer <token>"
+    status_http_timeout: float = 5.0  # seconds for the whole request
+    status_http_fields: str = ""  # "our_field=json.path,..." (default: same names, top level)
+    status_http_statuses: str = ""  # "THEIR_VALUE=our_status,..." (default: our names)
+    status_lookup_limit: int = 5  # distinct codes one conversation may look up...
+    status_lookup_window: float = 60.0  # ...per this many minutes (0: no limit)
+    receipt_code_patterns: Path = ROOT / "data" / "status" / "receipt_codes.yaml"
+    work_calendar: Path = ROOT / "data" / "status" / "calendar.yaml"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -112,4 +123,16 @@ class Settings:
             zalo_oauth_base=(env.get("ZALO_OAUTH_BASE")
                              or "https://oauth.zaloapp.com").rstrip("/"),
             zalo_signature_window=_float(env, "ZALO_SIGNATURE_WINDOW", 300.0),
+            status_source=(env.get("STATUS_SOURCE") or "database").strip().lower(),
+            status_http_url=env.get("STATUS_HTTP_URL", "").strip(),
+            status_http_token=env.get("STATUS_HTTP_TOKEN", "").strip(),
+            status_http_timeout=_float(env, "STATUS_HTTP_TIMEOUT", 5.0),
+            status_http_fields=env.get("STATUS_HTTP_FIELDS", "").strip(),
+            status_http_statuses=env.get("STATUS_HTTP_STATUSES", "").strip(),
+            status_lookup_limit=_int(env, "STATUS_LOOKUP_LIMIT", 5),
+            status_lookup_window=_float(env, "STATUS_LOOKUP_WINDOW_MINUTES", 60.0),
+            receipt_code_patterns=Path(env.get("RECEIPT_CODE_PATTERNS")
+                                       or ROOT / "data" / "status" / "receipt_codes.yaml"),
+            work_calendar=Path(env.get("WORK_CALENDAR")
+                               or ROOT / "data" / "status" / "calendar.yaml"),
         )
