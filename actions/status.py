@@ -1,45 +1,249 @@
-"""Application status questions (receipt codes).
+"""Application status questions: the receipt-code form and the lookup.
 
-Live status lookup comes with its own issue; until then the assistant says honestly that it
-cannot see application records and tells the citizen where to look the code up.
+`status_form` asks for the code when the citizen has not given it (`action_ask_receipt_code`),
+`validate_status_form` accepts a code in any tolerated spelling and re-asks once with an
+example on something code-like that is not a code, then gives up with directions;
+"thôi" / "không" cancel (`action_cancel_status`). `action_check_status` looks the code up
+in the configured source, rate-limited per conversation so nobody enumerates codes, and
+answers with the status, the due date in working days and the next step.
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
+import logging
+import time
+from datetime import date
 from typing import Any
 
-from rasa_sdk import Action, Tracker
+from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
 
+from actions.catalog_client import get_client
 from bot.config import Settings
+from bot.fees.service import vietnam_today
+from bot.status.answer import render_status
+from bot.status.codes import CodeMatcher, mask_code, matcher_for
+from bot.status.record import ApplicationStatus, StatusSource, StatusUnavailable
+from bot.status.sources import make_source
+from bot.status.workdays import calendar_for
 
-_CODE_RE = re.compile(r"[0-9A-Za-z]+(?:[.\-][0-9A-Za-z]+){2,}")
+log = logging.getLogger(__name__)
+
+SLOT = "receipt_code"
+ATTEMPTS = "receipt_code_attempts"
+LOOKUPS = "status_lookups"
+MAX_ATTEMPTS = 2  # the first wrong code is re-asked with an example; the second ends the form
+
+WHERE_TO_FIND = ("Mã hồ sơ in trên giấy biên nhận (phiếu hẹn trả kết quả); nếu nộp trực tuyến, "
+                 "mã có trong tin nhắn hoặc thư điện tử xác nhận và trong mục \u201cQuản lý hồ "
+                 "sơ\u201d trên cổng dịch vụ công.")
+
+_SOURCES: dict[tuple[str, ...], StatusSource] = {}
+
+
+def _source(settings: Settings) -> StatusSource:
+    """One source per configuration for the life of the action server (HTTP keeps a pool)."""
+    key = (settings.status_source, settings.database_url, settings.status_http_url,
+           settings.status_http_token, str(settings.status_http_timeout),
+           settings.status_http_fields, settings.status_http_statuses)
+    if key not in _SOURCES:
+        _SOURCES[key] = make_source(settings)
+    return _SOURCES[key]
+
+
+def _matcher(settings: Settings) -> CodeMatcher:
+    return matcher_for(settings.receipt_code_patterns)
+
+
+def _attempts(tracker: Tracker) -> int:
+    try:
+        return int(tracker.get_slot(ATTEMPTS) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _code_key(code: str) -> str:
+    """A lookup as remembered in the tracker: a short hash, not the code itself."""
+    return hashlib.sha256(code.encode()).hexdigest()[:12]
+
+
+def recent_lookups(entries: list[str] | None, now: float, window_s: float) -> dict[str, float]:
+    """Code hash → last lookup time, for lookups within the window."""
+    out: dict[str, float] = {}
+    for entry in entries or []:
+        stamp, _, key = str(entry).partition(":")
+        try:
+            t = float(stamp)
+        except ValueError:
+            continue
+        if key and now - t < window_s:
+            out[key] = max(t, out.get(key, 0.0))
+    return out
+
+
+def rate_limited(entries: list[str] | None, code: str, now: float, limit: int,
+                 window_minutes: float) -> bool:
+    """Whether looking up `code` now exceeds `limit` distinct codes per window.
+
+    Asking again about a code already looked up in the window is free: only new codes
+    count, because enumeration means trying many codes.
+    """
+    if limit <= 0 or window_minutes <= 0:
+        return False
+    recent = recent_lookups(entries, now, window_minutes * 60)
+    return _code_key(code) not in recent and len(recent) >= limit
+
+
+def remember_lookup(entries: list[str] | None, code: str, now: float,
+                    window_minutes: float) -> list[str]:
+    """The slot's new value: this lookup added, expired ones dropped (the slot stays small)."""
+    window_s = max(window_minutes, 1) * 60
+    recent = recent_lookups(entries, now, window_s)
+    recent[_code_key(code)] = now
+    return [f"{int(t)}:{k}" for k, t in sorted(recent.items(), key=lambda kv: kv[1])]
+
+
+class ValidateStatusForm(FormValidationAction):
+    """Accept a receipt code in any tolerated spelling; count what is not one."""
+
+    def name(self) -> str:
+        return "validate_status_form"
+
+    def validate_receipt_code(self, slot_value: Any, dispatcher: CollectingDispatcher,
+                              tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        settings = Settings.from_env()
+        code = _matcher(settings).first(str(slot_value or ""))
+        if code:
+            return {SLOT: code}
+        attempts = _attempts(tracker) + 1
+        log.info("status form: not a receipt code (attempt %d)", attempts)
+        if attempts >= MAX_ATTEMPTS:
+            # Ends the form (Rasa: a validation that sets requested_slot to None finishes
+            # the loop); action_check_status then explains where to find the code.
+            return {SLOT: None, ATTEMPTS: attempts, "requested_slot": None}
+        return {SLOT: None, ATTEMPTS: attempts}
+
+
+class AskReceiptCode(Action):
+    """Ask for the code; after a wrong one, say so and show what a code looks like."""
+
+    def name(self) -> str:
+        return "action_ask_receipt_code"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: DomainDict) -> list[EventType]:
+        settings = Settings.from_env()
+        matcher = _matcher(settings)
+        attempts = _attempts(tracker)
+        text = (tracker.latest_message or {}).get("text") or ""
+        wrong = matcher.looks_like_attempt(text) if attempts == 0 else None
+        events: list[EventType] = []
+        if wrong:  # "tra cứu hồ sơ 000.00.20-2503": the first message already held a bad code
+            attempts = 1
+            events.append(SlotSet(ATTEMPTS, attempts))
+        if attempts >= 1:
+            shown = wrong or matcher.looks_like_attempt(text)
+            what = f"\u201c{shown}\u201d" if shown else "Nội dung bạn vừa gửi"
+            dispatcher.utter_message(
+                text=(f"{what} chưa đúng dạng mã hồ sơ. Mã hồ sơ có dạng như "
+                      f"**{matcher.example}**. {WHERE_TO_FIND}\n\nBạn nhập lại mã giúp mình, "
+                      "hoặc nhắn \u201cthôi\u201d để hủy tra cứu."))
+        else:
+            dispatcher.utter_message(
+                text=(f"Bạn cho mình xin mã hồ sơ (ví dụ **{matcher.example}**) để mình tra cứu "
+                      f"nhé. {WHERE_TO_FIND} Nhắn \u201cthôi\u201d nếu bạn không muốn tra "
+                      "cứu nữa."))
+        return events
+
+
+class CancelStatus(Action):
+    """The citizen cancelled the lookup ("thôi", "không có mã")."""
+
+    def name(self) -> str:
+        return "action_cancel_status"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: DomainDict) -> list[EventType]:
+        dispatcher.utter_message(
+            text=("Vâng, mình dừng tra cứu hồ sơ. Khi có mã hồ sơ, bạn chỉ cần nhắn mã cho "
+                  f"mình là được. {WHERE_TO_FIND}"))
+        return [SlotSet(SLOT, None), SlotSet(ATTEMPTS, 0)]
+
+
+def _procedure_name(code: str | None) -> str | None:
+    if not code:
+        return None
+    try:
+        client = get_client()
+        with client.session() as s:
+            proc = client.get(s, code)
+            return proc.display_name if proc is not None else None
+    except Exception:  # noqa: BLE001 - a catalog problem must not hide the status
+        log.exception("status: catalog lookup of procedure %s failed", code)
+        return None
 
 
 class CheckStatus(Action):
-    """Acknowledge the receipt code (or ask for it) and point to the portal's tracker."""
+    """Look the code up and answer; every outcome resets the form's slots."""
 
     def name(self) -> str:
         return "action_check_status"
 
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-            domain: dict[str, Any]) -> list[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> list[EventType]:
         settings = Settings.from_env()
-        code = next(tracker.get_latest_entity_values("receipt_code"), None)
-        if code is None:
-            m = _CODE_RE.search((tracker.latest_message or {}).get("text") or "")
-            code = m.group(0) if m else None
+        code = tracker.get_slot(SLOT)
+        events: list[EventType] = [SlotSet(SLOT, None), SlotSet(ATTEMPTS, 0)]
         if not code:
             dispatcher.utter_message(
-                text=("Bạn cho mình xin mã số hồ sơ (in trên giấy biên nhận, ví dụ "
-                      "\u201c000.00.17.H29-240512-0031\u201d) nhé. Bạn cũng có thể tự tra cứu "
-                      f"tại {settings.portal_url} (mục Tra cứu hồ sơ) hoặc trên ứng dụng VNeID."))
-            return []
-        dispatcher.utter_message(
-            text=(f"Mình đã ghi nhận mã hồ sơ {code.upper()}. Hiện mình chưa kết nối được với hệ "
-                  "thống một cửa để xem trạng thái hồ sơ, nên chưa trả lời được hồ sơ đang ở bước "
-                  f"nào. Bạn tra cứu trực tiếp tại {settings.portal_url} (mục Tra cứu hồ sơ) bằng "
-                  "mã này, hoặc nhắn \u201cgặp cán bộ\u201d để được hỗ trợ."))
-        return [SlotSet("receipt_code", code.upper())]
+                text=("Mình vẫn chưa nhận được mã hồ sơ đúng dạng (ví dụ "
+                      f"**{_matcher(settings).example}**), nên tạm dừng tra cứu. {WHERE_TO_FIND} "
+                      f"Bạn cũng có thể tra cứu tại {settings.portal_url} (mục Tra cứu hồ sơ) "
+                      "hoặc nhắn \u201cgặp cán bộ\u201d để được hỗ trợ."))
+            return events
+        now = time.time()
+        entries = tracker.get_slot(LOOKUPS)
+        if rate_limited(entries, code, now, settings.status_lookup_limit,
+                        settings.status_lookup_window):
+            log.warning("status: lookup limit reached in a conversation (code %s)",
+                        mask_code(code))
+            dispatcher.utter_message(
+                text=(f"Bạn đã tra cứu {settings.status_lookup_limit} mã hồ sơ khác nhau trong "
+                      "thời gian ngắn. Để bảo vệ thông tin hồ sơ của người dân, mình tạm dừng tra "
+                      f"cứu mã mới trong khoảng {settings.status_lookup_window:g} phút. Bạn có "
+                      f"thể tra cứu tại {settings.portal_url} (mục Tra cứu hồ sơ) hoặc nhắn "
+                      "\u201cgặp cán bộ\u201d."))
+            return events
+        events.append(SlotSet(LOOKUPS, remember_lookup(entries, code, now,
+                                                       settings.status_lookup_window)))
+        try:
+            app = await _source(settings).lookup(code)
+        except StatusUnavailable as exc:
+            log.warning("status: source unavailable for %s: %s", mask_code(code), exc)
+            dispatcher.utter_message(
+                text=("Hệ thống tra cứu hồ sơ đang tạm thời không truy cập được, mình chưa xem "
+                      "được tình trạng hồ sơ của bạn. Bạn vui lòng thử lại sau ít phút, hoặc tra "
+                      f"cứu tại {settings.portal_url} (mục Tra cứu hồ sơ)."))
+            return events
+        if app is None:
+            log.info("status: %s not found", mask_code(code))
+            dispatcher.utter_message(
+                text=(f"Mình không tìm thấy hồ sơ có mã **{code}**. Bạn kiểm tra lại mã trên giấy "
+                      "biên nhận giúp mình (chú ý các dấu chấm, dấu gạch ngang). Hồ sơ vừa nộp có "
+                      "thể chưa được cập nhật; hồ sơ nộp ở tỉnh, thành phố khác có thể không có "
+                      f"trong hệ thống này: bạn tra cứu tại {settings.portal_url} (mục Tra cứu "
+                      "hồ sơ)."))
+            return events
+        log.info("status: %s → %s", mask_code(code), app.status)
+        dispatcher.utter_message(text=self.render(app, settings))
+        if app.procedure_code:
+            events.append(SlotSet("procedure_code", app.procedure_code))
+        return events
+
+    @staticmethod
+    def render(app: ApplicationStatus, settings: Settings, today: date | None = None) -> str:
+        return render_status(app, _procedure_name(app.procedure_code),
+                             today or vietnam_today(), calendar_for(settings.work_calendar))

@@ -1,4 +1,4 @@
-"""Command-line interface: `bot run | train | shell | parse | search | evaluate | catalog`.
+"""Command-line interface: `bot run | train | shell | parse | search | evaluate | catalog…`.
 
 Commands that read text (`parse`, `search`) take one text per line on stdin and print one
 JSON object per line, so they compose with shell pipelines and evaluation scripts.
@@ -78,6 +78,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         check_fee_settings(settings)
     except (OverrideError, FeeInputError) as exc:
         print(f"Cấu hình phí, lệ phí không hợp lệ:\n{exc}", file=sys.stderr)
+        return 2
+    from bot.status.codes import CodePatternError
+    from bot.status.sources import StatusConfigError, check_status_settings
+    from bot.status.workdays import CalendarError
+
+    try:
+        check_status_settings(settings)
+    except (CodePatternError, StatusConfigError, CalendarError) as exc:
+        print(f"Cấu hình tra cứu hồ sơ không hợp lệ:\n{exc}", file=sys.stderr)
         return 2
     _seed(settings)
     model = _model_or_train(settings, retrain=args.retrain)
@@ -408,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.fees.explain import add_parser as add_fees_parser
 
     add_fees_parser(sub)
+    from bot.status.cli import add_parser as add_status_parser
+
+    add_status_parser(sub)
     return p
 
 

@@ -119,6 +119,13 @@ def vnd(amount: int) -> str:
 
 
 def mask_pii(text: str) -> str:
-    """Mask citizen ID (12 digits) and phone numbers so they never reach a log in full."""
+    """Mask citizen ID (12 digits), phone numbers and receipt codes for logs.
+
+    A receipt code keeps its last 4 characters ("***0045"): enough to match a complaint to
+    a log line, not enough to look the application up.
+    """
+    from bot.status.codes import mask_codes
+
+    text = mask_codes(text)
     text = _CCCD_RE.sub(lambda m: f"{m.group(1)}******{m.group(2)}", text)
     return _PHONE_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}*****{m.group(3)}", text)

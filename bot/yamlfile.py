@@ -28,3 +28,5 @@ def read_yaml(path: Path, error: type[Exception], label: str | None = None) -> A
         mark = getattr(exc, "problem_mark", None)
         where = f" (dòng {mark.line + 1})" if mark is not None else ""
         raise error(f"{name}: YAML không hợp lệ{where}") from None
+    except ValueError as exc:  # PyYAML's own date parsing: "2025-02-30" is not a day
+        raise error(f"{name}: YAML không hợp lệ: giá trị không đọc được ({exc})") from None

@@ -86,6 +86,10 @@ fees:
         ("jurisdiction: '01'\nfees:\n  - id: a\n    applies_to: council_set\n"
          "    channel: online\n    amount: 0\n    valid_from: 31/12/2026\n",
          "ngày '31/12/2026' không hợp lệ"),
+        # An impossible calendar day: PyYAML itself fails on it (ValueError, not YAMLError).
+        ("jurisdiction: '01'\nfees:\n  - id: a\n    applies_to: council_set\n"
+         "    channel: online\n    amount: 0\n    valid_from: 2026-02-30\n",
+         "giá trị không đọc được"),
         ("jurisdiction: '01'\nfees:\n  - id: a\n    applies_to: council_set\n"
          "    channel: online\n    amount: 0\n    valid_from: 2026-12-31\n"
          "    valid_to: 2026-01-01\n", "sau valid_to"),

@@ -259,3 +259,23 @@ class ZaloToken(Base):
     access_token = Column(Text, nullable=False)
     refresh_token = Column(Text, nullable=False)
     updated_at = Column(DateTime, nullable=False)
+
+
+class ApplicationRecord(Base):
+    """One application's status, loaded by `bot status import` (the default status source).
+
+    Deliberately without personal data: whoever knows the receipt code may read this row.
+    """
+
+    __tablename__ = "application_status"
+
+    receipt_code = Column(String(64), primary_key=True)  # canonical (bot.status.codes)
+    procedure_code = Column(String(32), index=True)  # not a foreign key: may be outside ours
+    agency = Column(Text)
+    status = Column(String(24), nullable=False)
+    received_at = Column(DateTime, nullable=False)
+    due_at = Column(DateTime)
+    finished_at = Column(DateTime)
+    note = Column(Text)
+    source = Column(String(128))  # the file it came from
+    imported_at = Column(DateTime, nullable=False)
