@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from datetime import date
 from typing import Any
 
 from rasa_sdk import Action, FormValidationAction, Tracker
@@ -26,7 +25,7 @@ from bot.config import Settings
 from bot.fees.service import vietnam_today
 from bot.status.answer import render_status
 from bot.status.codes import CodeMatcher, mask_code, matcher_for
-from bot.status.record import ApplicationStatus, StatusSource, StatusUnavailable
+from bot.status.record import StatusSource, StatusUnavailable
 from bot.status.sources import make_source
 from bot.status.workdays import calendar_for
 
@@ -238,12 +237,9 @@ class CheckStatus(Action):
                       "hồ sơ)."))
             return events
         log.info("status: %s → %s", mask_code(code), app.status)
-        dispatcher.utter_message(text=self.render(app, settings))
-        if app.procedure_code:
+        name = _procedure_name(app.procedure_code)
+        dispatcher.utter_message(text=render_status(
+            app, name, vietnam_today(), calendar_for(settings.work_calendar)))
+        if name:  # follow-ups ("lệ phí bao nhiêu?") are about this application's procedure
             events.append(SlotSet("procedure_code", app.procedure_code))
         return events
-
-    @staticmethod
-    def render(app: ApplicationStatus, settings: Settings, today: date | None = None) -> str:
-        return render_status(app, _procedure_name(app.procedure_code),
-                             today or vietnam_today(), calendar_for(settings.work_calendar))

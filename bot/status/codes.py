@@ -25,7 +25,8 @@ DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2212_"
 _SEP_DASH = rf"(?:\s*[{re.escape(DASHES)}]\s*|\s+)"
 _SEP_DOT = r"\s*\.\s*"
 _NOT_BEFORE = r"(?<![0-9A-Za-z.])"
-_NOT_AFTER = r"(?![0-9A-Za-z]|\.[0-9A-Za-z])"
+# Not followed by more of a code ("…-0045-99", "….0045.1"), but "…-0045 - cảm ơn" is fine.
+_NOT_AFTER = rf"(?![0-9A-Za-z]|[.{re.escape(DASHES)}][0-9A-Za-z])"
 # Codes a citizen may mistype look like one: digits mixed with dots/dashes, or a long run
 # of digits. Used only to tell "a wrong code" from "no code at all" when we asked for one.
 _ATTEMPT_RE = re.compile(
