@@ -33,6 +33,12 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _path(env: dict[str, str], name: str, default: str) -> Path:
+    """A file setting; a relative path is relative to the checkout, wherever the command runs."""
+    path = Path((env.get(name) or "").strip() or default)
+    return path if path.is_absolute() else ROOT / path
+
+
 def default_database_url() -> str:
     """SQLite file under var/: needs no server, survives restarts, ignored by git."""
     return f"sqlite:///{ROOT / 'var' / 'dvc.sqlite3'}"
@@ -131,8 +137,7 @@ class Settings:
             status_http_statuses=env.get("STATUS_HTTP_STATUSES", "").strip(),
             status_lookup_limit=_int(env, "STATUS_LOOKUP_LIMIT", 5),
             status_lookup_window=_float(env, "STATUS_LOOKUP_WINDOW_MINUTES", 60.0),
-            receipt_code_patterns=Path(env.get("RECEIPT_CODE_PATTERNS")
-                                       or ROOT / "data" / "status" / "receipt_codes.yaml"),
-            work_calendar=Path(env.get("WORK_CALENDAR")
-                               or ROOT / "data" / "status" / "calendar.yaml"),
+            receipt_code_patterns=_path(env, "RECEIPT_CODE_PATTERNS",
+                                        "data/status/receipt_codes.yaml"),
+            work_calendar=_path(env, "WORK_CALENDAR", "data/status/calendar.yaml"),
         )

@@ -22,7 +22,6 @@ from actions.answers import (
 from actions.catalog_client import get_client
 from actions.fees import CHANNEL_NAMES
 from actions.formatting import duration, money
-from actions.status import CheckStatus
 from bot.catalog.db import session_scope
 from bot.catalog.models import Procedure
 from bot.catalog.seed import upsert_records
@@ -303,15 +302,6 @@ def test_missing_facts_are_said_missing_not_invented(catalog: str,
         msgs, _ = run(action, tracker("?", [{"entity": "procedure", "value": "9.000001"}]))
         assert needle in msgs[0]["text"], action.name()
         assert "0 đồng" not in msgs[0]["text"]
-
-
-def test_check_status_with_and_without_code(catalog: str) -> None:
-    msgs, events = run(CheckStatus(), tracker(
-        "hồ sơ 000.00.17.h29-240512-0031 đến đâu rồi", intent="check_status"))
-    assert "000.00.17.H29-240512-0031" in msgs[0]["text"]
-    assert events[0]["value"] == "000.00.17.H29-240512-0031"
-    msgs, events = run(CheckStatus(), tracker("hồ sơ của tôi đến đâu rồi", intent="check_status"))
-    assert "mã số hồ sơ" in msgs[0]["text"] and events == []
 
 
 def test_duration_without_unit_is_not_guessed() -> None:
