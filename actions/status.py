@@ -35,6 +35,7 @@ SLOT = "receipt_code"
 ATTEMPTS = "receipt_code_attempts"
 LOOKUPS = "status_lookups"
 MAX_ATTEMPTS = 2  # the first wrong code is re-asked with an example; the second ends the form
+MAX_CODES_PER_MESSAGE = 3  # "mã A và mã B": each answered, up to this many
 
 WHERE_TO_FIND = ("Mã hồ sơ in trên giấy biên nhận (phiếu hẹn trả kết quả); nếu nộp trực tuyến, "
                  "mã có trong tin nhắn hoặc thư điện tử xác nhận và trong mục \u201cQuản lý hồ "
@@ -114,6 +115,8 @@ class ValidateStatusForm(FormValidationAction):
     def validate_receipt_code(self, slot_value: Any, dispatcher: CollectingDispatcher,
                               tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
         settings = Settings.from_env()
+        if isinstance(slot_value, list):  # several codes in one message: Rasa makes a list
+            slot_value = " ".join(map(str, slot_value))
         code = _matcher(settings).first(str(slot_value or ""))
         if code:
             return {SLOT: code}
@@ -186,7 +189,7 @@ def _procedure_name(code: str | None) -> str | None:
 
 
 class CheckStatus(Action):
-    """Look the code up and answer; every outcome resets the form's slots."""
+    """Look the code(s) up and answer; every outcome resets the form's slots."""
 
     def name(self) -> str:
         return "action_check_status"
@@ -194,39 +197,65 @@ class CheckStatus(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> list[EventType]:
         settings = Settings.from_env()
-        code = tracker.get_slot(SLOT)
         events: list[EventType] = [SlotSet(SLOT, None), SlotSet(ATTEMPTS, 0)]
-        if not code:
+        codes = self.codes(tracker, settings)
+        if not codes:
             dispatcher.utter_message(
                 text=("Mình vẫn chưa nhận được mã hồ sơ đúng dạng (ví dụ "
                       f"**{_matcher(settings).example}**), nên tạm dừng tra cứu. {WHERE_TO_FIND} "
                       f"Bạn cũng có thể tra cứu tại {settings.portal_url} (mục Tra cứu hồ sơ) "
-                      "hoặc nhắn \u201cgặp cán bộ\u201d để được hỗ trợ."))
+                      "hoặc nhắn “gặp cán bộ” để được hỗ trợ."))
             return events
-        now = time.time()
         entries = tracker.get_slot(LOOKUPS)
-        if rate_limited(entries, code, now, settings.status_lookup_limit,
-                        settings.status_lookup_window):
-            log.warning("status: lookup limit reached in a conversation (code %s)",
-                        mask_code(code))
-            dispatcher.utter_message(
-                text=(f"Bạn đã tra cứu {settings.status_lookup_limit} mã hồ sơ khác nhau trong "
-                      "thời gian ngắn. Để bảo vệ thông tin hồ sơ của người dân, mình tạm dừng tra "
-                      f"cứu mã mới trong khoảng {settings.status_lookup_window:g} phút. Bạn có "
-                      f"thể tra cứu tại {settings.portal_url} (mục Tra cứu hồ sơ) hoặc nhắn "
-                      "\u201cgặp cán bộ\u201d."))
-            return events
-        events.append(SlotSet(LOOKUPS, remember_lookup(entries, code, now,
-                                                       settings.status_lookup_window)))
+        remembered = False
+        for code in codes:
+            now = time.time()
+            if rate_limited(entries, code, now, settings.status_lookup_limit,
+                            settings.status_lookup_window):
+                log.warning("status: lookup limit reached in a conversation (code %s)",
+                            mask_code(code))
+                dispatcher.utter_message(text=(
+                    f"Bạn đã tra cứu {settings.status_lookup_limit} mã hồ sơ khác nhau trong "
+                    "thời gian ngắn. Để bảo vệ thông tin hồ sơ của người dân, mình tạm dừng tra "
+                    f"cứu mã mới trong khoảng {settings.status_lookup_window:g} phút. Bạn có "
+                    f"thể tra cứu tại {settings.portal_url} (mục Tra cứu hồ sơ) hoặc nhắn "
+                    "“gặp cán bộ”."))
+                break
+            entries = remember_lookup(entries, code, now, settings.status_lookup_window)
+            remembered = True
+            events += await self.answer(dispatcher, settings, code)
+        if remembered:
+            events.append(SlotSet(LOOKUPS, entries))
+        return events
+
+    @staticmethod
+    def codes(tracker: Tracker, settings: Settings) -> list[str]:
+        """The code of the form, or every code of the message when it named several.
+
+        "000.00.20.H26-250312-0045 và G22.15-250301-0007": each is answered (at most
+        MAX_CODES_PER_MESSAGE, each counted by the rate limit).
+        """
+        code = tracker.get_slot(SLOT)
+        if isinstance(code, list):  # several entities in one message: Rasa makes a list
+            code = code[0] if code else None
+        text = (tracker.latest_message or {}).get("text") or ""
+        found = list(dict.fromkeys(c for c, _, _ in _matcher(settings).find(text)))
+        if code and code in found and len(found) > 1:
+            return found[:MAX_CODES_PER_MESSAGE]
+        return [code] if code else []
+
+    @staticmethod
+    async def answer(dispatcher: CollectingDispatcher, settings: Settings,
+                     code: str) -> list[EventType]:
         try:
             app = await _source(settings).lookup(code)
         except StatusUnavailable as exc:
             log.warning("status: source unavailable for %s: %s", mask_code(code), exc)
             dispatcher.utter_message(
                 text=("Hệ thống tra cứu hồ sơ đang tạm thời không truy cập được, mình chưa xem "
-                      "được tình trạng hồ sơ của bạn. Bạn vui lòng thử lại sau ít phút, hoặc tra "
-                      f"cứu tại {settings.portal_url} (mục Tra cứu hồ sơ)."))
-            return events
+                      f"được tình trạng hồ sơ **{code}**. Bạn vui lòng thử lại sau ít phút, hoặc "
+                      f"tra cứu tại {settings.portal_url} (mục Tra cứu hồ sơ)."))
+            return []
         if app is None:
             log.info("status: %s not found", mask_code(code))
             dispatcher.utter_message(
@@ -235,11 +264,10 @@ class CheckStatus(Action):
                       "thể chưa được cập nhật; hồ sơ nộp ở tỉnh, thành phố khác có thể không có "
                       f"trong hệ thống này: bạn tra cứu tại {settings.portal_url} (mục Tra cứu "
                       "hồ sơ)."))
-            return events
+            return []
         log.info("status: %s → %s", mask_code(code), app.status)
         name = _procedure_name(app.procedure_code)
         dispatcher.utter_message(text=render_status(
             app, name, vietnam_today(), calendar_for(settings.work_calendar)))
-        if name:  # follow-ups ("lệ phí bao nhiêu?") are about this application's procedure
-            events.append(SlotSet("procedure_code", app.procedure_code))
-        return events
+        # Follow-ups ("lệ phí bao nhiêu?") are about this application's procedure.
+        return [SlotSet("procedure_code", app.procedure_code)] if name else []

@@ -128,3 +128,14 @@ async def test_an_unreachable_source_gets_a_try_later_answer(
     for source in _SOURCES.values():
         await source.close()
     _SOURCES.clear()
+
+
+async def test_several_codes_in_one_message_are_each_answered(db: str) -> None:
+    dispatcher = CollectingDispatcher()
+    trk = tracker(f"hồ sơ {CODE} và 000.00.20.H26-250312-9999 thế nào",
+                  slots={"receipt_code": ["000.00.20.H26-250312-9999", CODE]})
+    events = await CheckStatus().run(dispatcher, trk, {})
+    texts = [m["text"] for m in dispatcher.messages]
+    assert len(texts) == 2 and "Đang giải quyết" in texts[0] and "không tìm thấy" in texts[1]
+    lookups = next(e["value"] for e in events if e["name"] == "status_lookups")
+    assert len(lookups) == 2

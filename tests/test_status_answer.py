@@ -106,3 +106,10 @@ def test_rate_limit_counts_distinct_codes_per_window() -> None:
     assert not any("H26" in e for e in entries)
     later = remember_lookup(entries, "H26-250312-0099", t0 + 3700, window_minutes=60)
     assert len(later) == 1
+
+
+def test_a_note_with_a_phone_or_id_number_from_a_live_system_is_masked() -> None:
+    text = render_status(app("done", due=datetime(2025, 3, 20), finished=datetime(2025, 3, 19),
+                             note="Liên hệ chị Lan 0912345678, CCCD 001203004567"),
+                         None, date(2025, 3, 20), CAL)
+    assert "0912345678" not in text and "001203004567" not in text and "chị Lan" in text

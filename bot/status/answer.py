@@ -8,11 +8,12 @@ one-stop offices count, and "quá hạn 1 ngày" across a weekend would be wrong
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from bot.status.record import ApplicationStatus, as_date
 from bot.status.workdays import WorkCalendar
+from bot.text import mask_pii
 
 LABELS = {
     "received": "Đã tiếp nhận, đang chờ chuyển xử lý",
@@ -87,7 +88,13 @@ def _next_step(app: ApplicationStatus, where: str) -> str:
 
 def render_status(app: ApplicationStatus, procedure_name: str | None, today: date,
                   cal: WorkCalendar) -> str:
-    """The whole answer, in Vietnamese, with no personal data (the record holds none)."""
+    """The whole answer, in Vietnamese, with no personal data.
+
+    Imported rows cannot hold ID or phone numbers (the import refuses them), but a live case
+    system's note might: it is masked here too, so no source can leak one into a chat.
+    """
+    if app.note:
+        app = replace(app, note=mask_pii(app.note))
     where = app.agency or "cơ quan tiếp nhận hồ sơ"
     lines = [f"Hồ sơ **{app.receipt_code}**"]
     if procedure_name:
