@@ -36,7 +36,7 @@ from typing import Any
 from bot.fees.provinces import find_province
 from bot.fees.rules import RULE_CHANNELS, Rule
 from bot.fees.situations import SITUATIONS
-from bot.yamlfile import read_yaml
+from bot.yamlfile import iso_day, read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERRIDES_DIR = ROOT / "data" / "fees"
@@ -53,17 +53,11 @@ class OverrideError(ValueError):
 
 
 def _date(value: Any, where: str, problems: list[str]) -> date | None:
-    if value is None or value == "":
+    try:
+        return iso_day(value)
+    except ValueError:
+        problems.append(f"{where}: ngày {value!r} không hợp lệ (dạng YYYY-MM-DD, ví dụ 2026-01-01)")
         return None
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    problems.append(f"{where}: ngày {value!r} không hợp lệ (dạng YYYY-MM-DD, ví dụ 2026-01-01)")
-    return None
 
 
 def _text(value: Any, where: str, problems: list[str]) -> str | None:

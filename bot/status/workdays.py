@@ -25,6 +25,8 @@ from typing import Any
 import holidays
 import yaml
 
+from bot.yamlfile import iso_day, read_yaml
+
 log = logging.getLogger(__name__)
 
 # Names a `weekend:` entry may use, to date.weekday() numbers: English three-letter names, or
@@ -198,15 +200,8 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", _lenient_timestamp)
 
 
 def _read(path: Path) -> Any:
-    """The parsed file; CalendarError (like bot.yamlfile.read_yaml) if unreadable."""
-    try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalendarError(f"{path}: không đọc được tệp ({exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (dòng {mark.line + 1})" if mark is not None else ""
-        raise CalendarError(f"{path}: YAML không hợp lệ{where}") from None
+    """The parsed file; CalendarError (like every data file, bot.yamlfile) if unreadable."""
+    return read_yaml(path, CalendarError, loader=_Loader)
 
 
 def _parse(data: Any, source: str) -> WorkCalendar:
@@ -349,16 +344,14 @@ def _entries(raw: Any, key: str, default_name: str, problems: list[str],
 
 def _date(value: Any, where: str, problems: list[str]) -> date | None:
     """A day from YAML (already a date when unquoted) or an ISO string; None if invalid."""
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    problems.append(f"{where}: ngày {value!r} không hợp lệ "
-                    "(dạng YYYY-MM-DD, ví dụ 2025-05-02)")
-    return None
+    try:
+        day = iso_day(value)
+    except ValueError:
+        day = None
+    if day is None:
+        problems.append(f"{where}: ngày {value!r} không hợp lệ "
+                        "(dạng YYYY-MM-DD, ví dụ 2025-05-02)")
+    return day
 
 
 # --- the long-running process's view of the file --------------------------------------------
