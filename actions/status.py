@@ -151,11 +151,11 @@ class AskReceiptCode(Action):
             what = f"\u201c{shown}\u201d" if shown else "Nội dung bạn vừa gửi"
             dispatcher.utter_message(
                 text=(f"{what} chưa đúng dạng mã hồ sơ. Mã hồ sơ có dạng như "
-                      f"**{matcher.example}**. {WHERE_TO_FIND}\n\nBạn nhập lại mã giúp mình, "
+                      f"{matcher.example}. {WHERE_TO_FIND}\n\nBạn nhập lại mã giúp mình, "
                       "hoặc nhắn \u201cthôi\u201d để hủy tra cứu."))
         else:
             dispatcher.utter_message(
-                text=(f"Bạn cho mình xin mã hồ sơ (ví dụ **{matcher.example}**) để mình tra cứu "
+                text=(f"Bạn cho mình xin mã hồ sơ (ví dụ {matcher.example}) để mình tra cứu "
                       f"nhé. {WHERE_TO_FIND} Nhắn \u201cthôi\u201d nếu bạn không muốn tra "
                       "cứu nữa."))
         return events
@@ -202,7 +202,7 @@ class CheckStatus(Action):
         if not codes:
             dispatcher.utter_message(
                 text=("Mình vẫn chưa nhận được mã hồ sơ đúng dạng (ví dụ "
-                      f"**{_matcher(settings).example}**), nên tạm dừng tra cứu. {WHERE_TO_FIND} "
+                      f"{_matcher(settings).example}), nên tạm dừng tra cứu. {WHERE_TO_FIND} "
                       f"Bạn cũng có thể tra cứu tại {settings.portal_url} (mục Tra cứu hồ sơ) "
                       "hoặc nhắn “gặp cán bộ” để được hỗ trợ."))
             return events
@@ -253,13 +253,13 @@ class CheckStatus(Action):
             log.warning("status: source unavailable for %s: %s", mask_code(code), exc)
             dispatcher.utter_message(
                 text=("Hệ thống tra cứu hồ sơ đang tạm thời không truy cập được, mình chưa xem "
-                      f"được tình trạng hồ sơ **{code}**. Bạn vui lòng thử lại sau ít phút, hoặc "
+                      f"được tình trạng hồ sơ {code}. Bạn vui lòng thử lại sau ít phút, hoặc "
                       f"tra cứu tại {settings.portal_url} (mục Tra cứu hồ sơ)."))
             return []
         if app is None:
             log.info("status: %s not found", mask_code(code))
             dispatcher.utter_message(
-                text=(f"Mình không tìm thấy hồ sơ có mã **{code}**. Bạn kiểm tra lại mã trên giấy "
+                text=(f"Mình không tìm thấy hồ sơ có mã {code}. Bạn kiểm tra lại mã trên giấy "
                       "biên nhận giúp mình (chú ý các dấu chấm, dấu gạch ngang). Hồ sơ vừa nộp có "
                       "thể chưa được cập nhật; hồ sơ nộp ở tỉnh, thành phố khác có thể không có "
                       f"trong hệ thống này: bạn tra cứu tại {settings.portal_url} (mục Tra cứu "

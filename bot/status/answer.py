@@ -96,41 +96,41 @@ def render_status(app: ApplicationStatus, procedure_name: str | None, today: dat
     if app.note:
         app = replace(app, note=mask_pii(app.note))
     where = app.agency or "cơ quan tiếp nhận hồ sơ"
-    lines = [f"Hồ sơ **{app.receipt_code}**"]
+    lines = [f"Hồ sơ {app.receipt_code}"]
     if procedure_name:
-        lines[0] += f" — thủ tục **{procedure_name}**"
+        lines[0] += f" — thủ tục {procedure_name}"
     elif app.procedure_code:
         lines[0] += f" — thủ tục mã {app.procedure_code}"
     if app.agency:
         lines[0] += f" ({app.agency})"
     lines[0] += ":"
-    status = f"- Trạng thái: **{LABELS[app.status]}**"
+    status = f"• Trạng thái: {LABELS[app.status]}"
     if app.is_final and app.finished_at:
         status += f" (ngày {app.finished_at.strftime('%d/%m/%Y')})"
     lines.append(status)
     if app.received_at:
-        lines.append(f"- Ngày tiếp nhận: {when(app.received_at)}")
+        lines.append(f"• Ngày tiếp nhận: {when(app.received_at)}")
     t = timeliness(app, today, cal)
     due = when(app.due_at)
     if t.kind == "no_due":
         if not app.is_final:
-            lines.append("- Ngày hẹn trả: hệ thống chưa ghi ngày hẹn trả kết quả.")
+            lines.append("• Ngày hẹn trả: hệ thống chưa ghi ngày hẹn trả kết quả.")
     elif app.status == "need_supplement":
-        lines.append(f"- Ngày hẹn trả trước khi yêu cầu bổ sung: {due} (sẽ được hẹn lại).")
+        lines.append(f"• Ngày hẹn trả trước khi yêu cầu bổ sung: {due} (sẽ được hẹn lại).")
     elif t.kind == "late":
         late = f"đã quá hạn {t.days} ngày làm việc" if t.days else "đã quá ngày hẹn trả"
-        lines.append(f"- Ngày hẹn trả: {due} — **{late}**. Theo quy "
+        lines.append(f"• Ngày hẹn trả: {due} — {late}. Theo quy "
                      "định, cơ quan giải quyết phải gửi phiếu xin lỗi và hẹn lại ngày trả kết "
                      f"quả; bạn có thể liên hệ {where} hoặc nhắn \u201cgặp cán bộ\u201d.")
     elif t.kind == "due_today":
-        lines.append(f"- Ngày hẹn trả: {due} — hạn trả kết quả là hôm nay.")
+        lines.append(f"• Ngày hẹn trả: {due} — hạn trả kết quả là hôm nay.")
     elif t.kind == "remaining":
-        lines.append(f"- Ngày hẹn trả: {due} — còn {t.days} ngày làm việc, chưa quá hạn.")
+        lines.append(f"• Ngày hẹn trả: {due} — còn {t.days} ngày làm việc, chưa quá hạn.")
     elif t.kind == "finished_late":
-        lines.append(f"- Ngày hẹn trả: {due} — hồ sơ xong muộn {t.days} ngày làm việc so với "
+        lines.append(f"• Ngày hẹn trả: {due} — hồ sơ xong muộn {t.days} ngày làm việc so với "
                      "ngày hẹn.")
     else:
-        lines.append(f"- Ngày hẹn trả: {due} — hồ sơ đã xong đúng hạn.")
+        lines.append(f"• Ngày hẹn trả: {due} — hồ sơ đã xong đúng hạn.")
     lines.append("")
     lines.append(_next_step(app, where))
     return "\n".join(lines)
