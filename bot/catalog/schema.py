@@ -15,6 +15,13 @@ from sqlalchemy.engine import Engine
 
 from bot.catalog.models import Base
 
+
+def _register_tables() -> None:
+    """Import the packages that keep their own tables on the shared Base, for create_all."""
+    import bot.console.models  # noqa: F401
+    import bot.handover.models  # noqa: F401
+    import bot.registry.models  # noqa: F401
+
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +44,7 @@ def missing_columns(engine: Engine) -> list[tuple[str, str, str]]:
 
 def upgrade(engine: Engine) -> list[str]:
     """Create missing tables and add missing nullable columns; returns what was added."""
+    _register_tables()
     Base.metadata.create_all(engine)
     added = []
     missing = missing_columns(engine)

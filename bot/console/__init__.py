@@ -1,0 +1,1 @@
+"""The operator console: accounts, conversations, the NLU inbox, models, handover, dashboard."""

@@ -1,0 +1,1 @@
+"""Human handover: the queue of conversations a person holds, replies through their channel."""

@@ -1,0 +1,1 @@
+"""The model registry: trained models with their metrics, the regression gate, activation."""
