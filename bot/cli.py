@@ -420,6 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.status.cli import add_parser as add_status_parser
 
     add_status_parser(sub)
+    from bot.registry.cli import add_parser as add_model_parser
+
+    add_model_parser(sub)
+    from bot.console.cli import add_parser as add_operator_parser
+
+    add_operator_parser(sub)
     return p
 
 

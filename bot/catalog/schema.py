@@ -18,6 +18,7 @@ from bot.catalog.models import Base
 
 def _register_tables() -> None:
     """Import the packages that keep their own tables on the shared Base, for create_all."""
+    import bot.console.inbox_models  # noqa: F401
     import bot.console.models  # noqa: F401
     import bot.handover.models  # noqa: F401
     import bot.registry.models  # noqa: F401

@@ -354,6 +354,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR)
+    from bot.console.app import add_console
+
+    add_console(app, settings)
     return app
 
 
