@@ -91,6 +91,13 @@ class Settings:
     status_lookup_window: float = 60.0  # ...per this many minutes (0: no limit)
     receipt_code_patterns: Path = ROOT / "data" / "status" / "receipt_codes.yaml"
     work_calendar: Path = ROOT / "data" / "status" / "calendar.yaml"
+    # Operator console (README "Operator console").
+    console_session_hours: float = 8.0  # a session ends after this long without a request
+    console_secure_cookie: str = "auto"  # "auto" (Secure when served over HTTPS), "1", "0"
+    # NLU inbox: a citizen message whose top intent is below this confidence needs a review.
+    inbox_confidence: float = 0.6
+    # Operator corrections become training examples here (Rasa YAML, reviewed in git).
+    nlu_corrections_file: Path = ROOT / "data" / "nlu" / "corrections.yml"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -140,4 +147,8 @@ class Settings:
             receipt_code_patterns=_path(env, "RECEIPT_CODE_PATTERNS",
                                         "data/status/receipt_codes.yaml"),
             work_calendar=_path(env, "WORK_CALENDAR", "data/status/calendar.yaml"),
+            console_session_hours=_float(env, "CONSOLE_SESSION_HOURS", 8.0),
+            console_secure_cookie=(env.get("CONSOLE_SECURE_COOKIE") or "auto").strip().lower(),
+            inbox_confidence=_float(env, "INBOX_CONFIDENCE", 0.6),
+            nlu_corrections_file=_path(env, "NLU_CORRECTIONS_FILE", "data/nlu/corrections.yml"),
         )

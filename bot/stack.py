@@ -79,6 +79,8 @@ def service_env(settings: Settings) -> dict[str, str]:
         "STATUS_LOOKUP_WINDOW_MINUTES": str(settings.status_lookup_window),
         "RECEIPT_CODE_PATTERNS": str(settings.receipt_code_patterns),
         "WORK_CALENDAR": str(settings.work_calendar),
+        "CONSOLE_SESSION_HOURS": str(settings.console_session_hours),
+        "CONSOLE_SECURE_COOKIE": settings.console_secure_cookie,
         "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         "PYTHONWARNINGS": env.get("PYTHONWARNINGS", "ignore::DeprecationWarning"),
     })
