@@ -172,6 +172,9 @@ def add_console(app: web.Application, settings: Settings) -> None:
     r.add_post(f"{PREFIX}/operators", operators_action)
     r.add_get(f"{PREFIX}/audit", audit_page)
     r.add_static(f"{PREFIX}/static/", STATIC)
+    from bot.console.catalog_pages import add_catalog_pages
+
+    add_catalog_pages(app)
     add_nav(NavItem("operators", f"{PREFIX}/operators", "Tài khoản",
                     "Thêm cán bộ, đặt lại mật khẩu, phân vai trò, khóa tài khoản."))
     add_nav(NavItem("audit.read", f"{PREFIX}/audit", "Nhật ký",

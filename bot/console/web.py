@@ -201,6 +201,10 @@ def guarded(permission: str) -> Callable[[Handler], Handler]:
                               message="Vai trò của bạn không được làm việc này.")
             if request.method not in ("GET", "HEAD"):
                 sent = request.headers.get("X-CSRF-Token")
+                if sent is None and request.content_type == "multipart/form-data":
+                    # An upload is streamed by its handler (no size-capped body read here):
+                    # its form carries the token in the action URL instead.
+                    sent = request.query.get("csrf", "")
                 if sent is None:
                     sent = (await form(request)).get("csrf", "")
                 if not same_origin(request) or not hmac.compare_digest(

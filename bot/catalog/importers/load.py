@@ -127,13 +127,18 @@ def count_items(path: Path, shape: Shape) -> int | None:
         return sum(1 for line in f if line.strip())
 
 
+# Records someone curated on purpose: the shipped seed, and procedures an operator edited in
+# the console. An import leaves them alone unless told to replace curated records.
+CURATED_SOURCES = frozenset({"seed", "console"})
+
+
 def import_file(session: Session, path: Path, keep_curated: bool = True,
                 progress: bool = True) -> tuple[Shape, LoadReport]:
     """Import one file in committed batches; returns its shape and what happened."""
     from tqdm import tqdm
 
     shape = detect(path)
-    keep = frozenset({"seed"}) if keep_curated else frozenset()
+    keep = CURATED_SOURCES if keep_curated else frozenset()
     report = LoadReport()
     seen: set[str] = set()  # codes of earlier batches: a repeat is rejected by the upsert
     batch: list[dict[str, Any]] = []
