@@ -91,6 +91,11 @@ class Settings:
     status_lookup_window: float = 60.0  # ...per this many minutes (0: no limit)
     receipt_code_patterns: Path = ROOT / "data" / "status" / "receipt_codes.yaml"
     work_calendar: Path = ROOT / "data" / "status" / "calendar.yaml"
+    # Human handover (README "Human handover"): when staff answer chats (Vietnam time; the
+    # calendar's days off are closed), and after how many failed turns in a row the bot
+    # hands over by itself (0: only when asked).
+    handover_hours: str = "mon-fri 08:00-17:00"
+    handover_after_fallbacks: int = 2
     # Operator console (README "Operator console").
     console_session_hours: float = 8.0  # a session ends after this long without a request
     console_secure_cookie: str = "auto"  # "auto" (Secure when served over HTTPS), "1", "0"
@@ -98,6 +103,11 @@ class Settings:
     inbox_confidence: float = 0.6
     # Operator corrections become training examples here (Rasa YAML, reviewed in git).
     nlu_corrections_file: Path = ROOT / "data" / "nlu" / "corrections.yml"
+    # Model registry (README "Model registry"): a candidate may be at most this much worse
+    # than the serving model (weighted F1 and accuracy on tests/nlu_test.yml) to be activated;
+    # the Rasa servers a model is hot-swapped into (empty: RASA_URL alone).
+    model_gate_margin: float = 0.01
+    rasa_urls: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -147,8 +157,14 @@ class Settings:
             receipt_code_patterns=_path(env, "RECEIPT_CODE_PATTERNS",
                                         "data/status/receipt_codes.yaml"),
             work_calendar=_path(env, "WORK_CALENDAR", "data/status/calendar.yaml"),
+            handover_hours=(env.get("HANDOVER_HOURS") or "mon-fri 08:00-17:00").strip(),
+            handover_after_fallbacks=_int(env, "HANDOVER_AFTER_FALLBACKS", 2),
             console_session_hours=_float(env, "CONSOLE_SESSION_HOURS", 8.0),
             console_secure_cookie=(env.get("CONSOLE_SECURE_COOKIE") or "auto").strip().lower(),
             inbox_confidence=_float(env, "INBOX_CONFIDENCE", 0.6),
             nlu_corrections_file=_path(env, "NLU_CORRECTIONS_FILE", "data/nlu/corrections.yml"),
+            model_gate_margin=_float(env, "MODEL_GATE_MARGIN", 0.01),
+            rasa_urls=tuple(u.strip().rstrip("/") for u in env.get("RASA_URLS", "").split(",")
+                            if u.strip())
+            or (env.get("RASA_URL") or f"http://127.0.0.1:{rasa_port}",),
         )

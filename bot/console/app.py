@@ -86,11 +86,6 @@ async def to_home(request: web.Request) -> web.StreamResponse:
     raise redirect(f"{PREFIX}/")
 
 
-@guarded("dashboard")
-async def home(request: web.Request) -> web.StreamResponse:
-    return render(request, "home.html")
-
-
 def _operators(s: Session) -> list[dict]:
     return [{"username": o.username, "display_name": o.display_name, "role": o.role,
              "active": o.active, "last_login_at": o.last_login_at,
@@ -166,7 +161,10 @@ def add_console(app: web.Application, settings: Settings) -> None:
     r.add_get(f"{PREFIX}/login", login_page)
     r.add_post(f"{PREFIX}/login", login_submit)
     r.add_post(f"{PREFIX}/logout", logout)
-    r.add_get(f"{PREFIX}/", home)
+    from bot.console.nlu_pages import add_nlu_pages, dashboard_page
+
+    r.add_get(f"{PREFIX}/", dashboard_page)
+    add_nlu_pages(app)
     r.add_get(PREFIX, to_home)
     r.add_get(f"{PREFIX}/operators", operators_page)
     r.add_post(f"{PREFIX}/operators", operators_action)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from bot.catalog.db import session_scope
 from bot.config import Settings
 from bot.console.accounts import LoggedIn, session_for
+from bot.console.conversations import VIETNAM
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -82,7 +83,8 @@ def jinja_env() -> jinja2.Environment:
                              autoescape=jinja2.select_autoescape(["html"]),
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
-    env.globals.update(PREFIX=PREFIX, ROLE_LABELS=ROLE_LABELS, can=can, nav_items=nav_items)
+    env.globals.update(PREFIX=PREFIX, ROLE_LABELS=ROLE_LABELS, can=can, nav_items=nav_items,
+                       VN=VIETNAM)
     return env
 
 
