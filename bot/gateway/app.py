@@ -38,6 +38,7 @@ from bot.gateway.rasa_client import HEALTH_TIMEOUT, RasaClient, RasaUnavailable
 from bot.gateway.validation import chat_text, json_object, utf8_len
 from bot.gateway.widget import LIMITS_KEY, cors_middleware, stamp
 from bot.gateway.widget import add_routes as add_widget_routes
+from bot.handover.desk import HANDOVER_KEY
 from bot.text import mask_pii, nfc
 
 log = logging.getLogger("bot.gateway")
@@ -195,13 +196,25 @@ async def chat(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
     raw = await _read_body(request, body_limit(settings))
     sender, text, metadata = parse_chat_request(raw, settings)
+    if sender.startswith("zalo-"):  # Zalo conversations (and handover replies) are Zalo's
+        raise ApiError(422, "invalid_field", "Trường 'sender' không được bắt đầu bằng 'zalo-'.")
     request.app[LIMITS_KEY].check(sender, request.remote)
     log.info("chat turn sender=%r text=%r", for_log(sender), for_log(text))
 
+    # While a person handles this conversation the bot stays silent: the message goes to
+    # the handover, the answer carries only staff messages not shown yet (bot.handover).
+    desk = request.app[HANDOVER_KEY]
+    routed = await desk.route(sender, text)
+    if routed is not None:
+        return json_response({"messages": [m.public() for m in routed.notes],
+                              "handover": routed.state.public()})
+
+    # Only the widget and the web page talk REST; a client cannot claim to be Zalo.
+    channel = "widget" if metadata.get("channel") == "widget" else "web"
     started = time.monotonic()
     try:
         messages = await request.app[RASA_KEY].send(
-            sender, text, {"channel": "web", **metadata}
+            sender, text, {**metadata, "channel": channel}
         )
     except RasaUnavailable as exc:
         log.warning("assistant unavailable for sender=%r: %s", for_log(sender), exc)
@@ -218,7 +231,11 @@ async def chat(request: web.Request) -> web.Response:
         "chat reply sender=%r messages=%d in %.2fs",
         for_log(sender), len(messages), time.monotonic() - started,
     )
-    return json_response({"messages": stamp(messages)})
+    state, staff = await desk.after_turn(sender)
+    body: dict[str, Any] = {"messages": [m.public() for m in staff] + stamp(messages)}
+    if state is not None:
+        body["handover"] = state.public()
+    return json_response(body)
 
 
 # --------------------------------------------------------------------------- search
@@ -350,6 +367,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/v1/procedures/search", search_procedures)
     app.router.add_get("/api/v1/procedures/{code}/fees", procedure_fees)
     add_widget_routes(app, settings, RASA_KEY, apology)
+    from bot.handover.web import add_handover
+
+    add_handover(app, settings)
     app.router.add_post("/webhooks/zalo", zalo_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", index)

@@ -33,6 +33,7 @@ from bot.config import Settings
 from bot.gateway.errors import ApiError, error_response, json_response
 from bot.gateway.rasa_client import BotMessage, RasaClient, RasaUnavailable
 from bot.gateway.validation import chat_text, json_object, utf8_len
+from bot.handover.desk import HANDOVER_KEY
 from bot.text import nfc
 
 log = logging.getLogger("bot.gateway")
@@ -199,14 +200,25 @@ def make_ws_handler(settings: Settings, rasa_key: web.AppKey,
 
     async def ws_chat(request: web.Request) -> web.StreamResponse:
         session = request.query.get("session", "")
-        if not SESSION_RE.fullmatch(session):
+        if not SESSION_RE.fullmatch(session) or session.startswith("zalo-"):
             raise ApiError(422, "invalid_field",
                            "Tham số 'session' cần 8–64 ký tự chữ, số, '-' hoặc '_'.")
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=settings.max_message_bytes * 4)
         await ws.prepare(request)
         request.app[SOCKETS_KEY].add(ws)
+        # Registered by session so that an agent's reply can be pushed here (bot.handover).
+        desk = request.app[HANDOVER_KEY]
+        desk.sockets.add(session, ws)
+        try:
+            await _chat_loop(ws, request, session)
+        finally:
+            desk.sockets.discard(session, ws)
+        return ws
+
+    async def _chat_loop(ws: web.WebSocketResponse, request: web.Request, session: str) -> None:
         rasa: RasaClient = request.app[rasa_key]
         limits = request.app[LIMITS_KEY]
+        desk = request.app[HANDOVER_KEY]
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 if msg.type == WSMsgType.ERROR:
@@ -221,6 +233,13 @@ def make_ws_handler(settings: Settings, rasa_key: web.AppKey,
                 await ws.send_json({"type": "error", "reply_to": mid, "code": exc.code,
                                     "message": exc.message})
                 continue
+            # A person handles this conversation: the bot stays silent (see app.chat).
+            routed = await desk.route(session, text)
+            if routed is not None:
+                await ws.send_json({"type": "reply", "reply_to": mid,
+                                    "messages": [m.public() for m in routed.notes],
+                                    "handover": routed.state.public()})
+                continue
             await ws.send_json({"type": "typing", "on": True})
             try:
                 messages = await rasa.send(session, text, {"channel": "widget"})
@@ -232,8 +251,12 @@ def make_ws_handler(settings: Settings, rasa_key: web.AppKey,
                                     "message": apology(settings)})
                 continue
             await ws.send_json({"type": "typing", "on": False})
-            await ws.send_json({"type": "reply", "reply_to": mid, "messages": stamp(messages)})
-        return ws
+            state, staff = await desk.after_turn(session)
+            frame: dict[str, Any] = {"type": "reply", "reply_to": mid,
+                                     "messages": [m.public() for m in staff] + stamp(messages)}
+            if state is not None:
+                frame["handover"] = state.public()
+            await ws.send_json(frame)
 
     return ws_chat
 

@@ -30,6 +30,8 @@ from bot.channels.zalo.split import buttons_as_text, choice_from_number, split_t
 from bot.config import Settings
 from bot.gateway.errors import error_response, json_response
 from bot.gateway.rasa_client import RasaClient, RasaUnavailable
+from bot.handover import texts as handover_texts
+from bot.handover.desk import HANDOVER_KEY, HandoverDesk
 
 log = logging.getLogger("bot.gateway.zalo")
 
@@ -46,6 +48,7 @@ class ZaloChannel:
     client: ZaloClient
     rasa: Callable[[], RasaClient]
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    handover: Callable[[], HandoverDesk | None] = lambda: None
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     @property
@@ -123,8 +126,20 @@ def replies_for(messages: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any
     return out
 
 
-async def _answer(channel: ZaloChannel, event: ZaloEvent) -> list[tuple[str, dict[str, Any]]]:
+async def _answer(channel: ZaloChannel, event: ZaloEvent, inbox_id: int | None = None
+                  ) -> list[tuple[str, dict[str, Any]]]:
     """What to send for one event (RasaUnavailable propagates: the event stays queued)."""
+    desk = channel.handover()
+    if desk is not None and event.user_id and event.kind in ("text", "attachment"):
+        # A person handles this conversation: the message goes to them, the bot stays
+        # silent (the handover's own notes are already in the outbox). The inbox id makes
+        # an event processed twice after a crash a single message.
+        text = event.text if event.kind == "text" else handover_texts.attachment(
+            event.attachment)
+        routed = await desk.route(f"zalo-{event.user_id}", text or "", with_pending=False,
+                                  external_id=f"zalo-inbox:{inbox_id}" if inbox_id else None)
+        if routed is not None:
+            return []
     if event.kind == "attachment":
         return [("text", {"text": attachment_reply(event.attachment)})]
     if event.kind == "follow":
@@ -149,7 +164,7 @@ async def process_inbox(channel: ZaloChannel) -> int:
         except (ValueError, RecursionError):
             event = parse_event(None)
         try:
-            replies = await _answer(channel, event)
+            replies = await _answer(channel, event, inbox_id)
         except RasaUnavailable as exc:
             log.warning("zalo: assistant unavailable, event %d stays queued: %s", inbox_id, exc)
             break  # keep order; the next round retries
@@ -221,7 +236,8 @@ def zalo_ctx(settings: Settings, rasa_key: web.AppKey
             client = ZaloClient(session, store, settings.zalo_app_id, settings.zalo_app_secret,
                                 settings.zalo_api_base, settings.zalo_oauth_base,
                                 max_attempts=2, base_delay=0.2)
-            channel = ZaloChannel(settings, client, lambda: app[rasa_key])
+            channel = ZaloChannel(settings, client, lambda: app[rasa_key],
+                                  handover=lambda: app.get(HANDOVER_KEY))
             app[ZALO_KEY] = channel
             channel.tasks.append(asyncio.create_task(_worker(channel), name="zalo-worker"))
             channel.wake.set()  # resume what a previous run left queued

@@ -35,7 +35,10 @@
  *   noAnswer (shown when a reply has no text), unread ("tin nhắn mới", after the badge
  *   count), announcePrefix ("Trợ lý:", screen-reader prefix of bot messages), userLabel
  *   ("Bạn:"), inputLabel ("Câu hỏi"), messagesLabel ("Cuộc trò chuyện"),
- *   suggestions ("Gợi ý trả lời", label of a quick-reply group).
+ *   suggestions ("Gợi ý trả lời", label of a quick-reply group),
+ *   staffLabel ("Cán bộ hỗ trợ", shown above a staff member's messages),
+ *   handoverWaiting, handoverHeld, handoverAfterHours (the bar shown while a person handles
+ *   the conversation), backToBot ("Quay lại trợ lý ảo", the button that ends it).
  *
  * Page API (the only global): window.DVCWidget.open(), .close(), .reset()
  *
@@ -45,13 +48,23 @@
  *     ← {"type":"typing","on":true|false}
  *     ← {"type":"reply","reply_to":"<client msg id>","messages":[{"id","text","buttons":[{"title","payload"}],"ts"}]}
  *     ← {"type":"error","reply_to":"<id>|null","code":"…","message":"<Vietnamese text>"}
+ *     ← {"type":"handover","handover":{"status":"waiting"|"held","after_hours":bool}|null,
+ *        "messages":[…]}  pushed when a staff member replies, takes or closes the conversation
+ *   Human handover: while a person handles the conversation, "reply" frames and REST replies
+ *   carry "handover":{…} and no bot answer (messages: only staff notes, often none). Staff
+ *   messages carry "author":"agent"|"system" and "seq" (a cursor), and are shown labelled.
+ *     GET /api/v1/messages?session=<id>&after=<seq> → {"messages":[…],"handover":{…}|null}:
+ *       what the socket missed; asked when the socket opens, and every 5 s while a person
+ *       handles the conversation and the socket is down.
+ *     POST /api/v1/handover/cancel {"session"}: back to the assistant.
  *   REST fallback, used only while the socket is not open (a message goes one way, never both):
  *     POST /api/v1/chat {"sender":"<id>","text":"…","metadata":{"channel":"widget"}}
  *       → {"messages":[…]}; on HTTP errors {"error":{"code","message"}} (+ maybe "messages")
  *   POST /api/v1/feedback {"session","message_id","rating":"up"|"down","text"} (failures silent)
  *
- * Storage: localStorage "dvc-widget:session" (anonymous id) and "dvc-widget:history:<id>"
- * (last 200 rendered messages); kept in memory when localStorage is unavailable.
+ * Storage: localStorage "dvc-widget:session" (anonymous id), "dvc-widget:history:<id>"
+ * (last 200 rendered messages) and "dvc-widget:cursor:<id>" (last staff message seen); kept
+ * in memory when localStorage is unavailable.
  *
  * Host-page safety: everything lives in an open shadow root on <div id="dvc-widget-root">;
  * the CSS comes from GATEWAY/widget.css through a <link> inside that root (allowed by a CSP
@@ -72,6 +85,7 @@
 
   const SESSION_KEY = "dvc-widget:session";
   const HISTORY_PREFIX = "dvc-widget:history:";
+  const CURSOR_PREFIX = "dvc-widget:cursor:";
   // What the gateway accepts as a session / message id (bot/gateway/widget.py SESSION_RE).
   const ID_RE = /^[A-Za-z0-9_-]{8,64}$/;
 
@@ -87,6 +101,9 @@
   const BACKOFF_MAX_MS = 30000;
   const THANKS_MS = 4000;
   const DOUBLE_CLICK_MS = 800;
+  const HANDOVER_POLL_MS = 5000; // staff replies while the socket is down
+  // Entry kinds of a staff member's message and of a note about the handover.
+  const STAFF_KINDS = new Set(["agent", "system"]);
 
   const DEFAULT_STRINGS = Object.freeze({
     title: "Trợ lý dịch vụ công",
@@ -115,6 +132,11 @@
     inputLabel: "Câu hỏi",
     messagesLabel: "Cuộc trò chuyện",
     suggestions: "Gợi ý trả lời",
+    staffLabel: "Cán bộ hỗ trợ",
+    handoverWaiting: "Đang chờ cán bộ hỗ trợ…",
+    handoverHeld: "Cán bộ hỗ trợ đang trò chuyện với bạn",
+    handoverAfterHours: "Ngoài giờ làm việc: cán bộ sẽ đọc lời nhắn của bạn và trả lời sau",
+    backToBot: "Quay lại trợ lý ảo",
   });
   // Strings that may be set to "" on purpose (hide the subtitle, no greeting); an empty
   // label anywhere else would leave a control without a name, so the default is kept.
@@ -486,7 +508,9 @@
       ts: toDate(e.ts).toISOString(),
       rating: e.rating === "up" || e.rating === "down" ? e.rating : null,
     };
-    if (e.kind === "greeting" || e.kind === "error" || e.kind === "local") entry.kind = e.kind;
+    if (e.kind === "greeting" || e.kind === "error" || e.kind === "local" || STAFF_KINDS.has(e.kind)) {
+      entry.kind = e.kind;
+    }
     return entry;
   }
 
@@ -578,6 +602,11 @@
     const pendingRest = new Set();
     let serverTyping = false;
     let serverTypingTimer = null;
+    // human handover: null, or {status: "waiting"|"held", after_hours}
+    let handover = null;
+    let cursor = loadCursor();
+    let pollTimer = null;
+    let pulling = false;
 
     // ---- DOM
     const host = el("div", null, { id: ROOT_ID, "data-position": config.position });
@@ -634,6 +663,13 @@
     header.append(headerText, actions);
 
     const status = el("p", "status", { role: "status", "data-testid": "status" });
+    // While a person handles the conversation: who answers now, and the way back.
+    const handoverBar = el("div", "handover", { "data-testid": "handover-status" });
+    const handoverText = el("p", "handover__text", { role: "status" });
+    const backButton = el("button", "handover__back", { type: "button", "data-testid": "handover-cancel" });
+    backButton.textContent = S.backToBot;
+    handoverBar.append(handoverText, backButton);
+    handoverBar.hidden = true;
     // tabindex: a scrollable region must be reachable by keyboard to be scrolled.
     // Not live itself: the announcer below reads each new answer once (a live log as well
     // would make some screen readers read every reply twice).
@@ -666,7 +702,7 @@
     sendButton.textContent = S.send;
     form.append(inputLabel, input, sendButton);
 
-    panel.append(header, status, log, typing, form);
+    panel.append(header, status, handoverBar, log, typing, form);
     // Outside the panel so that replies are announced even while the panel is closed.
     const announcer = el("div", "visually-hidden", {
       "aria-live": "polite",
@@ -699,6 +735,11 @@
     }
 
     const historyKey = () => HISTORY_PREFIX + session;
+
+    function loadCursor() {
+      const n = Number(store.get(CURSOR_PREFIX + session));
+      return Number.isSafeInteger(n) && n > 0 ? n : 0;
+    }
     const saveHistory = () => store.set(historyKey(), JSON.stringify(history));
 
     /** Add one entry to history and the log; returns its DOM node. */
@@ -736,15 +777,28 @@
 
     function renderEntry(entry) {
       const isBot = entry.from === "bot";
-      const classes = `msg msg--${entry.from}${entry.kind === "error" ? " msg--error" : ""}`;
+      const isAgent = entry.kind === "agent";
+      const isNote = entry.kind === "system";
+      let classes = `msg msg--${entry.from}${entry.kind === "error" ? " msg--error" : ""}`;
+      if (isAgent) classes += " msg--staff";
+      if (isNote) classes += " msg--note";
       const item = el("div", classes, { "data-id": entry.id });
       // Who speaks, for screen readers reading the log (bubbles only differ by colour).
       const speaker = el("span", "visually-hidden");
-      speaker.textContent = `${isBot ? S.announcePrefix : S.userLabel} `;
-      const bubble = el("div", "msg__bubble", { "data-testid": isBot ? "msg-bot" : "msg-user" });
+      speaker.textContent = `${isAgent ? `${S.staffLabel}:` : isBot ? S.announcePrefix : S.userLabel} `;
+      let testid = isBot ? "msg-bot" : "msg-user";
+      if (isAgent) testid = "msg-staff";
+      if (isNote) testid = "msg-note";
+      const bubble = el("div", "msg__bubble", { "data-testid": testid });
       if (entry.kind) bubble.setAttribute("data-kind", entry.kind);
       if (isBot) bubble.appendChild(renderRichText(document, entry.text));
       else bubble.textContent = entry.text; // the citizen's words, verbatim (pre-wrap in CSS)
+      if (isAgent) {
+        // A person wrote this, not the assistant: said in words, not only by colour.
+        const label = el("span", "msg__label", { "data-testid": "staff-label", "aria-hidden": "true" });
+        label.textContent = S.staffLabel;
+        item.appendChild(label);
+      }
       item.append(speaker, bubble);
 
       if (isBot && entry.buttons.length) item.appendChild(renderButtons(entry.buttons));
@@ -822,13 +876,13 @@
       log.scrollTop = fromFirst > log.clientHeight ? firstNode.offsetTop - 8 : log.scrollHeight;
     }
 
-    function announce(texts) {
+    function announce(texts, prefix = S.announcePrefix) {
       const message = texts.map(plainText).filter(Boolean).join(" ");
       if (!message) return;
       // Emptied first so that the same answer twice is announced twice.
       announcer.textContent = "";
       setTimeout(() => {
-        announcer.textContent = `${S.announcePrefix} ${message}`;
+        announcer.textContent = `${prefix} ${message}`;
       }, 50);
     }
 
@@ -843,6 +897,12 @@
     // ---- incoming messages
 
     function botEntry(m, kind) {
+      const author = m && m.author;
+      if (!kind && STAFF_KINDS.has(author)) kind = author;
+      if (m && Number.isSafeInteger(m.seq) && m.seq > cursor) {
+        cursor = m.seq;
+        store.set(CURSOR_PREFIX + session, String(cursor));
+      }
       const entry = {
         id: cleanId(m && m.id) || `local-${randomId()}`,
         from: "bot",
@@ -874,11 +934,14 @@
       return merged;
     }
 
-    /** Render bot messages from a reply (kind: undefined), an apology ("error") … */
-    function receiveBotMessages(messages, kind) {
+    /** Render bot messages from a reply (kind: undefined), an apology ("error") … With
+     *  `quiet`, an empty list shows nothing: while a person handles the conversation the bot
+     *  is silent on purpose, and a push may carry only a state change. */
+    function receiveBotMessages(messages, kind, quiet = false) {
       let entries = (Array.isArray(messages) ? messages : [])
         .map((m) => botEntry(m, kind))
         .filter((e) => e.text || e.buttons.length);
+      if (!entries.length && quiet) return;
       if (!entries.length) entries = [botEntry({ text: kind === "error" ? S.error : S.noAnswer }, kind || "local")];
       entries = mergeParts(entries);
       entries = entries.filter((e) => !knownIds.has(e.id)); // a reply seen twice (other tab, resend)
@@ -890,7 +953,76 @@
       }
       reveal(first);
       if (panel.hidden) setUnread(unread + entries.length);
-      announce(entries.map((e) => e.text));
+      const staff = entries.every((e) => e.kind === "agent");
+      announce(entries.map((e) => e.text), staff ? `${S.staffLabel}:` : S.announcePrefix);
+    }
+
+    // ---- human handover
+
+    /** Show who answers now; poll for staff replies while the socket cannot push them. */
+    function setHandover(state) {
+      const valid = state && typeof state === "object" && (state.status === "waiting" || state.status === "held");
+      handover = valid ? { status: state.status, afterHours: state.after_hours === true } : null;
+      handoverBar.hidden = !handover;
+      let text = "";
+      if (handover && handover.status === "held") text = S.handoverHeld;
+      else if (handover) text = handover.afterHours ? S.handoverAfterHours : S.handoverWaiting;
+      if (handoverText.textContent !== text) handoverText.textContent = text;
+      updatePolling();
+    }
+
+    function updatePolling() {
+      const want = !!handover && !isOpen() && !suspended;
+      if (want && !pollTimer) pollTimer = setInterval(pull, HANDOVER_POLL_MS);
+      if (!want && pollTimer) {
+        clearInterval(pollTimer);
+        pollTimer = null;
+      }
+    }
+
+    /** A reply to the citizen's message: bot answers, or (handover) staff notes only. */
+    function receiveReply(messages, state) {
+      setHandover(state);
+      receiveBotMessages(messages, undefined, !!handover);
+    }
+
+    /** Staff messages the socket did not bring (it was down, or another server held it). */
+    async function pull() {
+      if (pulling) return;
+      pulling = true;
+      const forSession = session;
+      try {
+        const url = api(`/api/v1/messages?session=${encodeURIComponent(forSession)}&after=${cursor}`);
+        const res = await fetch(url, { mode: "cors", credentials: "omit", headers: { Accept: "application/json" } });
+        if (!res.ok) return;
+        const data = await res.json();
+        if (forSession !== session || !data || typeof data !== "object") return;
+        receiveBotMessages(data.messages, undefined, true);
+        setHandover(data.handover);
+      } catch (e) {
+        warn("could not fetch staff messages", e);
+      } finally {
+        pulling = false;
+      }
+    }
+
+    function cancelHandover() {
+      const forSession = session;
+      fetch(api("/api/v1/handover/cancel"), {
+        method: "POST",
+        mode: "cors",
+        credentials: "omit",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ session: forSession }),
+      })
+        .then((res) => {
+          if (!res.ok) throw new Error(`HTTP ${res.status}`);
+          if (forSession === session && !isOpen()) pull(); // a socket gets the note pushed
+        })
+        .catch((e) => {
+          warn("could not leave the handover", e);
+          showError();
+        });
     }
 
     const showError = (text) => receiveBotMessages([{ text: typeof text === "string" && text.trim() ? text : S.error }], "error");
@@ -997,7 +1129,7 @@
     function renderRestReply(status, data) {
       const messages = data && Array.isArray(data.messages) ? data.messages : null;
       if (status >= 200 && status < 300 && messages) {
-        receiveBotMessages(messages);
+        receiveReply(messages, data.handover);
       } else if (messages && messages.length) {
         receiveBotMessages(messages, "error"); // 503: a ready-made apology with the hotline
       } else {
@@ -1083,6 +1215,8 @@
         opened = true;
         failures = 0;
         updateStatus();
+        updatePolling();
+        pull(); // staff replies written while this page had no socket
       });
       ws.addEventListener("message", (event) => {
         if (socket === ws && typeof event.data === "string") handleFrame(event.data);
@@ -1095,6 +1229,7 @@
         if (opened) restReachable = false; // fresh evidence of trouble
         failures += 1;
         updateStatus();
+        updatePolling();
         scheduleReconnect();
       });
     }
@@ -1142,7 +1277,10 @@
       } else if (frame.type === "reply") {
         settle(frame.reply_to);
         setServerTyping(false);
-        receiveBotMessages(frame.messages);
+        receiveReply(frame.messages, frame.handover);
+      } else if (frame.type === "handover") {
+        receiveBotMessages(frame.messages, undefined, true);
+        setHandover(frame.handover);
       } else if (frame.type === "error") {
         settle(frame.reply_to);
         setServerTyping(false);
@@ -1190,6 +1328,7 @@
     /** New conversation: new anonymous id, empty history, greeting, input focused. */
     function reset() {
       const oldKey = historyKey();
+      store.remove(CURSOR_PREFIX + session);
       session = randomId();
       store.set(SESSION_KEY, session);
       store.remove(oldKey);
@@ -1205,6 +1344,8 @@
       setUnread(0);
       dropSocket();
       failures = 0;
+      cursor = loadCursor();
+      setHandover(null);
       renderAll();
       updateTyping();
       updateStatus();
@@ -1243,6 +1384,7 @@
     launcher.addEventListener("click", () => (panel.hidden ? open() : close()));
     closeButton.addEventListener("click", close);
     newButton.addEventListener("click", reset);
+    backButton.addEventListener("click", cancelHandover);
 
     form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -1301,10 +1443,12 @@
     window.addEventListener("pagehide", () => {
       suspended = true;
       dropSocket();
+      updatePolling();
     });
     window.addEventListener("pageshow", (event) => {
       suspended = false;
       if (event.persisted) reconnectNow();
+      updatePolling();
     });
 
     // ---- start
