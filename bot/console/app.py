@@ -165,6 +165,9 @@ def add_console(app: web.Application, settings: Settings) -> None:
 
     r.add_get(f"{PREFIX}/", dashboard_page)
     add_nlu_pages(app)
+    from bot.console.handover_pages import add_handover_pages
+
+    add_handover_pages(app)
     r.add_get(PREFIX, to_home)
     r.add_get(f"{PREFIX}/operators", operators_page)
     r.add_post(f"{PREFIX}/operators", operators_action)

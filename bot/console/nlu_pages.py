@@ -34,6 +34,7 @@ from bot.console.web import (
     redirect,
     render,
 )
+from bot.handover.desk import HANDOVER_KEY
 
 PAGE = 50
 _MARK_RE = re.compile(r"\[([^\[\]]+)\]\(([A-Za-z_][A-Za-z0-9_]*)\)")
@@ -151,11 +152,14 @@ async def conversations_page(request: web.Request) -> web.StreamResponse:
 async def conversation_page(request: web.Request) -> web.StreamResponse:
     sender = request.match_info["sender"]
     turns = await db(request, lambda s: read_conversation(s, sender))
-    if not turns:
+    # Messages exchanged with staff never reach Rasa: they are in the handover threads.
+    desk = request.app[HANDOVER_KEY]
+    threads = [await desk.get(h.id) for h in await desk.list_handovers(sender_id=sender)]
+    if not turns and not threads:
         return render(request, "error.html", status=404,
                       message="Không có cuộc trò chuyện này.")
     return render(request, "conversation.html", sender=sender, turns=turns,
-                  channel_labels=CHANNEL_LABELS)
+                  channel_labels=CHANNEL_LABELS, threads=threads)
 
 
 @guarded("nlu.correct")

@@ -13,6 +13,7 @@ import functools
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -78,6 +79,15 @@ def add_nav(item: NavItem) -> None:
         NAV.append(item)
 
 
+def vn_time(value: datetime | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
+    """A time as Vietnam's clock shows it; a naive value is UTC (how the tables store it)."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(VIETNAM).strftime(fmt)
+
+
 def jinja_env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=jinja2.select_autoescape(["html"]),
@@ -85,6 +95,7 @@ def jinja_env() -> jinja2.Environment:
                              lstrip_blocks=True)
     env.globals.update(PREFIX=PREFIX, ROLE_LABELS=ROLE_LABELS, can=can, nav_items=nav_items,
                        VN=VIETNAM)
+    env.filters["vn"] = vn_time
     return env
 
 
