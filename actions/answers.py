@@ -41,7 +41,7 @@ ONLINE_WHERE = ("Bạn nộp trực tuyến trên Cổng Dịch vụ công quố
 NONE_OF_THESE_INTENT = "none_of_these"
 NONE_OF_THESE_BUTTON = {"title": "Không phải thủ tục nào ở trên",
                         "payload": f"/{NONE_OF_THESE_INTENT}"}
-# The existing hand-over (rule: request_human → utter_handoff), offered when search failed.
+# The hand-over (rule: request_human → action_request_human), offered when search failed.
 HANDOFF_BUTTON = {"title": "Gặp cán bộ", "payload": "/request_human"}
 REPHRASE = ("Dạ, vậy là mình chưa tìm đúng thủ tục bạn cần, xin lỗi bạn. Bạn mô tả lại giúp "
             "mình bằng cách khác nhé: bạn muốn làm việc gì và muốn nhận được giấy tờ gì, ví dụ "

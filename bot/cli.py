@@ -88,6 +88,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     except (CodePatternError, StatusConfigError, CalendarError) as exc:
         print(f"Cấu hình tra cứu hồ sơ không hợp lệ:\n{exc}", file=sys.stderr)
         return 2
+    from bot.handover.hours import HoursError, working_hours
+
+    try:
+        working_hours(settings.handover_hours, settings.work_calendar)
+    except (HoursError, CalendarError) as exc:
+        print(f"HANDOVER_HOURS không hợp lệ: {exc}", file=sys.stderr)
+        return 2
     _seed(settings)
     model = _model_or_train(settings, retrain=args.retrain)
     print(f"Đang khởi động trợ lý với mô hình {model.name}...", file=sys.stderr)

@@ -90,15 +90,57 @@
     });
   }
 
+  // Human handover: while staff hold the conversation the bot is silent (an empty reply is
+  // normal), and staff messages are pulled from /api/v1/messages every few seconds.
+  var PULL_URL = "/api/v1/messages";
+  var STAFF_LABEL = "Cán bộ hỗ trợ: ";
+  var cursor = 0;
+  var pullTimer = null;
+
+  function showStaff(messages) {
+    messages.forEach(function (m) {
+      if (typeof m.seq === "number" && m.seq <= cursor) return;
+      if (typeof m.seq === "number") cursor = m.seq;
+      addMessage("bot", (m.author === "agent" ? STAFF_LABEL : "") + (m.text || ""), []);
+    });
+  }
+
+  function followHandover(state) {
+    if (state && !pullTimer) {
+      pullTimer = window.setInterval(pull, 4000);
+    } else if (!state && pullTimer) {
+      window.clearInterval(pullTimer);
+      pullTimer = null;
+    }
+  }
+
+  function pull() {
+    fetch(PULL_URL + "?session=" + encodeURIComponent(senderId()) + "&after=" + cursor,
+          { cache: "no-store" })
+      .then(function (res) { return res.ok ? res.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        showStaff(Array.isArray(data.messages) ? data.messages : []);
+        followHandover(data.handover);
+      })
+      .catch(function () { /* offline: the next tick tries again */ });
+  }
+
   function renderReply(status, data) {
     var messages = data && Array.isArray(data.messages) ? data.messages : null;
     if (status >= 200 && status < 300 && messages) {
-      if (!messages.length) {
+      var handover = data.handover || null;
+      if (!messages.length && !handover) {
         addMessage("bot", "Xin lỗi, tôi chưa có câu trả lời cho câu hỏi này. Bạn thử hỏi cách khác nhé.");
       }
       messages.forEach(function (m) {
-        addMessage("bot", m.text || "", Array.isArray(m.buttons) ? m.buttons : []);
+        if (m.author) {
+          showStaff([m]);
+        } else {
+          addMessage("bot", m.text || "", Array.isArray(m.buttons) ? m.buttons : []);
+        }
       });
+      followHandover(handover);
       return;
     }
     if (messages && messages.length) {
