@@ -60,12 +60,14 @@ def _seed(settings: Settings) -> None:
 
 
 def _model_or_train(settings: Settings, retrain: bool = False) -> Path:
-    from bot.training import latest_model, train
+    from bot.registry.registry import active_model, mark_started
+    from bot.training import train
 
-    model = latest_model(settings.models_dir)
+    model = active_model(settings)  # the registry's active model (README "Model registry")
     if model is None or retrain:
         print("Chưa có mô hình: đang huấn luyện (vài phút)...", file=sys.stderr)
         model = train(settings)
+        mark_started(settings, model, by="cli:bot run")  # what runs is what the registry says
     return model
 
 
