@@ -136,9 +136,9 @@ def _load_agent(settings: Settings, model: str | None):  # noqa: ANN202 - rasa A
     _quiet_rasa()
     from rasa.core.agent import Agent
 
-    from bot.training import latest_model
+    from bot.registry.registry import active_model
 
-    path = Path(model) if model else latest_model(settings.models_dir)
+    path = Path(model) if model else active_model(settings)  # what `bot run` would serve
     if path is None or not path.exists():
         raise SystemExit("Chưa có mô hình. Chạy `bot train` trước (hoặc `make run`).")
     return Agent.load(str(path))

@@ -290,3 +290,79 @@ def test_a_failed_swap_restores_the_servers_already_swapped(flow: Flow) -> None:
     assert get_model(flow.reg, "active").id == serving.id
     assert get_model(flow.reg, model_id_for(copy)).status == "ready"
     assert activation_history(flow.reg) == history  # nothing recorded
+
+
+async def test_console_model_pages_gate_roles_activate_and_rollback(flow: Flow) -> None:
+    """The console over the same registry: the refused model's page explains the gate, an
+    agent cannot activate, a trainer is refused the worse model, an admin forces it live and
+    a trainer rolls back — each audited, each a real hot swap in the running Rasa."""
+    from aiohttp.test_utils import TestClient, TestServer
+    from sqlalchemy import select
+
+    from bot.console import accounts
+    from bot.console.models import AuditEntry
+    from bot.gateway.app import create_app
+    from tests.test_console_auth import PASSWORD, csrf_of, login
+
+    reg, stack = flow.reg, flow.stack
+    good_id = model_id_for(flow.good)
+    bad = next(m for m in list_models(reg) if m.gate and m.gate["passed"] is False)
+    with session_scope(reg.database_url) as s:
+        for name, role in (("an", "agent"), ("minh", "trainer"), ("quan", "admin")):
+            accounts.add_operator(s, name, PASSWORD, role)
+    console = Settings.from_env({"DATABASE_URL": reg.database_url,
+                                 "MODELS_DIR": str(reg.models_dir),
+                                 "RASA_URLS": reg.rasa_urls[0], "RASA_URL": reg.rasa_urls[0],
+                                 "ACTIONS_URL": stack.settings.actions_url})
+
+    async def client_for(name: str) -> TestClient:
+        c = TestClient(TestServer(create_app(console)))
+        await c.start_server()
+        await login(c, name)
+        return c
+
+    agent = await client_for("an")
+    try:
+        assert (await agent.get("/console/models")).status == 403
+        token = await csrf_of(agent)
+        resp = await agent.post(f"/console/models/{bad.id}/activate", data={"csrf": token})
+        assert resp.status == 403
+    finally:
+        await agent.close()
+
+    trainer = await client_for("minh")
+    admin = await client_for("quan")
+    try:
+        html = await (await trainer.get("/console/models")).text()
+        assert bad.id in html and good_id in html and "đang dùng" in html
+        page = await (await trainer.get(f"/console/models/{bad.id}")).text()
+        assert "Kém hơn mô hình đang dùng" in page and 'data-testid="metrics"' in page
+        assert 'data-testid="activate" disabled' in page
+        if bad.metrics.get("confusion_matrix"):
+            picture = await trainer.get(f"/console/models/{bad.id}/confusion.png")
+            assert picture.status == 200 and picture.content_type == "image/png"
+        token = await csrf_of(trainer)
+        resp = await trainer.post(f"/console/models/{bad.id}/activate",
+                                  data={"csrf": token, "force": "1"})
+        assert resp.status == 403  # forcing is for admins
+        resp = await trainer.post(f"/console/models/{bad.id}/activate", data={"csrf": token})
+        assert resp.status == 409 and "F1 có trọng số" in await resp.text()
+        assert server_status(stack.settings.rasa_url)["model_file"] == flow.good.name
+
+        token = await csrf_of(admin)
+        resp = await admin.post(f"/console/models/{bad.id}/activate",
+                                data={"csrf": token, "force": "1"})
+        assert resp.status == 200, await resp.text()
+        assert server_status(stack.settings.rasa_url)["model_file"] == f"{bad.id}.tar.gz"
+
+        token = await csrf_of(trainer)
+        resp = await trainer.post("/console/models/rollback", data={"csrf": token})
+        assert resp.status == 200, await resp.text()
+        assert server_status(stack.settings.rasa_url)["model_file"] == flow.good.name
+        with session_scope(reg.database_url) as s:
+            done = [(e.actor, e.action) for e in s.execute(select(AuditEntry).where(
+                AuditEntry.action.startswith("model.")).order_by(AuditEntry.id)).scalars()]
+        assert done == [("quan", "model.activate"), ("minh", "model.rollback")]
+    finally:
+        await trainer.close()
+        await admin.close()

@@ -168,6 +168,9 @@ def add_console(app: web.Application, settings: Settings) -> None:
     from bot.console.handover_pages import add_handover_pages
 
     add_handover_pages(app)
+    from bot.console.model_pages import add_model_pages
+
+    add_model_pages(app)
     r.add_get(PREFIX, to_home)
     r.add_get(f"{PREFIX}/operators", operators_page)
     r.add_post(f"{PREFIX}/operators", operators_action)

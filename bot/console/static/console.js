@@ -37,3 +37,25 @@ document.addEventListener("submit", (event) => {
   }
   poll();
 })();
+
+// A training in progress: poll its job and show the percentage; reload when it is over.
+(function trainingProgress() {
+  const el = document.querySelector("[data-job-url]");
+  if (!el || !el.getAttribute("data-job-url")) return;
+  const url = el.getAttribute("data-job-url");
+  const bar = el.querySelector("progress");
+  const text = el.querySelector("[data-job-text]");
+  async function tick() {
+    try {
+      const resp = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+      if (resp.ok) {
+        const job = await resp.json();
+        if (bar) bar.value = job.percent;
+        if (text) text.textContent = `${Math.round(job.percent)}% — ${job.phase || ""}`;
+        if (job.status !== "running") { window.location.reload(); return; }
+      }
+    } catch (e) { /* try again */ }
+    setTimeout(tick, 2000);
+  }
+  setTimeout(tick, 2000);
+})();
