@@ -17,6 +17,23 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def training_data_untouched() -> Iterator[None]:
+    """No test may write into the checkout's training data (the console's corrections go to
+    copies): data/nlu is the same after the session as before."""
+    import hashlib
+
+    def digest() -> str:
+        h = hashlib.sha256()
+        for path in sorted((ROOT / "data" / "nlu").glob("*.yml")):
+            h.update(path.name.encode() + path.read_bytes())
+        return h.hexdigest()
+
+    before = digest()
+    yield
+    assert digest() == before, "a test changed data/nlu (use a copy: NLU_CORRECTIONS_FILE)"
+
+
 @pytest.fixture()
 def db_url(tmp_path: Path) -> str:
     """A fresh SQLite database file for one test."""

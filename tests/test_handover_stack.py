@@ -34,10 +34,21 @@ STAFF = "cb.lan"
 
 
 @pytest.fixture(scope="module")
-def stack(trained, zalo: FakeZalo) -> Iterator[Stack]:  # noqa: F811
+def nlu_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of data/nlu: the console's corrections in this stack go there, not into git."""
+    import shutil
+
+    target = tmp_path_factory.mktemp("handover-nlu") / "nlu"
+    shutil.copytree(ROOT / "data" / "nlu", target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def stack(trained, zalo: FakeZalo, nlu_copy: Path) -> Iterator[Stack]:  # noqa: F811
     """One stack for the module, staffed at any hour (after-hours wording is covered by
     test_handover_actions.py), with the Zalo channel on the fake."""
     with own_stack(trained, "handover", HANDOVER_HOURS="always",
+                   NLU_CORRECTIONS_FILE=str(nlu_copy / "corrections.yml"),
                    ZALO_APP_ID=zalo.app_id, ZALO_OA_SECRET_KEY=OA_SECRET,
                    ZALO_APP_SECRET=zalo.app_secret, ZALO_ACCESS_TOKEN=zalo.access_token,
                    ZALO_REFRESH_TOKEN=zalo.refresh_token, ZALO_API_BASE=zalo.base_url,
@@ -239,3 +250,70 @@ def test_widget_without_websocket_polls_for_the_reply_and_can_go_back(
     assert queue.get(url, h.id).handover.closed_by == "citizen"
     assert "Hồ sơ cần chuẩn bị" in w.ask("đăng ký tạm trú cần giấy tờ gì")
     assert not w.errors, w.errors
+
+
+def test_operator_in_the_console_fixes_the_nlu_and_answers_a_widget_user(
+        stack: Stack, browser: Any, nlu_copy: Path) -> None:
+    """Two browsers: an agent-trainer in the console and a citizen in the widget."""
+    import yaml
+
+    from bot.catalog.db import session_scope
+    from bot.console import accounts
+
+    with session_scope(stack.settings.database_url) as s:
+        accounts.add_operator(s, "thu", "mat-khau-cua-thu-1", "trainer", "Cán bộ Thu")
+    citizen = browser.new_page(viewport={"width": 1280, "height": 800})
+    w = Widget(citizen)
+    citizen.goto(base(stack) + "/demo")
+    w.open()
+    nonsense = "qwop zzkx blarg"
+    w.ask(nonsense)  # the bot does not understand
+
+    op = browser.new_page(viewport={"width": 1280, "height": 900})
+    op.on("dialog", lambda d: d.accept())  # the "are you sure" confirmations
+    errors: list[str] = []
+    op.on("pageerror", lambda e: errors.append(str(e)))
+    op.goto(base(stack) + "/console/")
+    op.fill("#username", "thu")
+    op.fill("#password", "mat-khau-cua-thu-1")
+    op.click("button[type=submit]")
+    op.wait_for_selector("[data-testid='kpi-conversations']")
+
+    # The inbox: the message the bot did not understand, marked out of scope in one click.
+    op.click("nav >> text=Hộp cần xem")
+    row = op.locator("[data-testid='inbox-row']", has_text=nonsense)
+    row.wait_for()
+    row.get_by_role("button", name="Ngoài phạm vi").click()
+    op.wait_for_selector("text=Đã lưu.")
+    assert op.locator("[data-testid='inbox-row']", has_text=nonsense).count() == 0
+    data = yaml.safe_load((nlu_copy / "corrections.yml").read_text(encoding="utf-8"))
+    assert any(nonsense in b["examples"] for b in data["nlu"] if b["intent"] == "out_of_scope")
+
+    # The citizen asks for a person; the queue page shows it by itself (long poll).
+    op.click("nav >> text=Chuyển cán bộ")
+    op.wait_for_selector("h1:has-text('Người dân cần gặp cán bộ')")
+    w.ask(ASK_HUMAN)
+    w.send("Tôi cần hỏi về hồ sơ cấp sổ đỏ bị trả về")
+    w.el("msg-note").first.wait_for(timeout=10_000)
+    op.locator("[data-testid='open-handover']").first.wait_for(timeout=40_000)
+    op.locator("[data-testid='open-handover']").first.click()
+    op.wait_for_selector("text=hồ sơ cấp sổ đỏ bị trả về")
+    op.click("[data-testid='take']")
+    op.wait_for_selector("[data-testid='handover-status']:has-text('Đang trao đổi')")
+    op.fill("[data-testid='reply-text']",
+            "Chào bạn, mình là cán bộ Thu. Bạn gửi giúp mã hồ sơ nhé.")
+    op.click("[data-testid='send-reply']")
+    op.wait_for_selector("text=Bạn gửi giúp mã hồ sơ nhé.")
+    op.screenshot(path=str(SHOTS / "console-handover.png"), full_page=True)
+
+    # The citizen sees it in the widget, labelled as staff, within seconds.
+    w.el("msg-staff").first.wait_for(timeout=15_000)
+    assert "Bạn gửi giúp mã hồ sơ nhé." in w.el("msg-staff").last.inner_text()
+    assert w.el("staff-label").last.inner_text().strip() == "Cán bộ hỗ trợ"
+
+    # Closing gives the conversation back to the bot.
+    op.click("[data-testid='close']")
+    op.wait_for_selector("[data-testid='handover-status']:has-text('Đã kết thúc')")
+    w.el("handover-status").wait_for(state="hidden", timeout=15_000)
+    assert "Hồ sơ cần chuẩn bị" in w.ask("làm giấy khai sinh cần giấy tờ gì")
+    assert not errors and not w.errors, errors + w.errors
