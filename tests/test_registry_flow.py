@@ -10,6 +10,7 @@ session's catalog and keeps conversations in its SQL tracker store.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -366,3 +367,86 @@ async def test_console_model_pages_gate_roles_activate_and_rollback(flow: Flow) 
     finally:
         await trainer.close()
         await admin.close()
+
+
+async def test_console_model_pages_in_a_browser(flow: Flow) -> None:
+    """In Chromium: start a training and watch its progress, stop it; compare the refused
+    model with the serving one (scores, gate, confusion matrix); force it live as an admin
+    and roll back — real hot swaps in the running Rasa."""
+    from aiohttp.test_utils import TestServer
+    from playwright.async_api import async_playwright
+
+    from bot.catalog.db import session_scope as scope
+    from bot.console import accounts
+    from bot.gateway.app import create_app
+    from bot.registry.training_job import current_job
+
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        pytest.fail(f"chromium not found at {chromium}: `make test` installs it")
+    reg, stack = flow.reg, flow.stack
+    good_id = model_id_for(flow.good)
+    bad = next(m for m in list_models(reg) if m.gate and m.gate["passed"] is False)
+    with scope(reg.database_url) as s:
+        accounts.add_operator(s, "bichvan", PASSWORD_BROWSER, "admin", "Chị Bích Vân")
+    console = Settings.from_env({"DATABASE_URL": reg.database_url,
+                                 "MODELS_DIR": str(reg.models_dir),
+                                 "RASA_URLS": reg.rasa_urls[0], "RASA_URL": reg.rasa_urls[0],
+                                 "ACTIONS_URL": stack.settings.actions_url})
+    server = TestServer(create_app(console), host="127.0.0.1")
+    await server.start_server()
+    base_url = str(server.make_url("")).rstrip("/")
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = await browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("dialog", lambda d: asyncio.ensure_future(d.accept()))
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await page.goto(base_url + "/console/models")
+            await page.fill("#username", "bichvan")
+            await page.fill("#password", PASSWORD_BROWSER)
+            await page.click("button[type=submit]")
+            await page.wait_for_selector("[data-testid='models']")
+
+            # Train: the progress bar appears and moves; stop it (a full training is slow).
+            await page.click("[data-testid='train']")
+            await page.wait_for_selector("[data-testid='training'] progress")
+            job = current_job(reg)
+            assert job is not None and job.requested_by == "bichvan"
+            await page.wait_for_function(
+                "document.querySelector('[data-job-text]').textContent.includes('%')")
+            await page.click("[data-testid='cancel-training']")
+            await page.wait_for_selector("[data-testid='train']", timeout=60_000)
+            assert current_job(reg) is None
+
+            # Compare: the refused model against the serving one.
+            await page.click(f"text={bad.id}")
+            await page.wait_for_selector("[data-testid='gate']")
+            gate = await page.inner_text("[data-testid='gate']")
+            assert "Kém hơn mô hình đang dùng" in gate and "Kém hơn:" in gate
+            assert await page.locator("[data-testid='metrics'] tr").count() > 10
+            assert await page.is_disabled("[data-testid='activate']")
+            if bad.metrics.get("confusion_matrix"):
+                width = await page.eval_on_selector("[data-testid='confusion']",
+                                                    "img => img.naturalWidth")
+                assert width > 100  # the picture loaded
+            await page.screenshot(path=str(ROOT / "var" / "screenshots" / "console-model.png"),
+                                  full_page=True)
+
+            # Activate (forced, as an admin), then roll back.
+            await page.click("text=Vẫn kích hoạt (quản trị)")
+            await page.wait_for_selector("text=Đã lưu.", timeout=300_000)
+            assert server_status(stack.settings.rasa_url)["model_file"] == f"{bad.id}.tar.gz"
+            await page.click("[data-testid='rollback']")
+            await page.wait_for_selector("text=Đã lưu.", timeout=300_000)
+            assert server_status(stack.settings.rasa_url)["model_file"] == flow.good.name
+            row = page.locator("tr.current")
+            assert good_id in await row.inner_text()
+            assert not errors, errors
+            await browser.close()
+    finally:
+        await server.close()
+
+
+PASSWORD_BROWSER = "mat-khau-trinh-duyet-1"

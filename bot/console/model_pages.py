@@ -120,6 +120,19 @@ async def train(request: web.Request) -> web.StreamResponse:
 
 
 @guarded("model.train")
+async def cancel(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS_KEY]
+    job_id = request.match_info["id"]
+    user = request[USER_KEY].username
+    try:
+        await asyncio.to_thread(training_job.cancel_training, settings, job_id, user)
+    except RegistryError as exc:
+        return await _models_view(request, error=str(exc), status=409)
+    await _audit(request, "model.train.cancel", job_id)
+    raise redirect(f"{PREFIX}/models", ok="saved")
+
+
+@guarded("model.train")
 async def job_api(request: web.Request) -> web.StreamResponse:
     """The running training's progress, polled by the models page."""
     settings = request.app[SETTINGS_KEY]
@@ -202,6 +215,7 @@ def add_model_pages(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/models/{{id}}/evaluate", evaluate)
     r.add_post(f"{PREFIX}/models/{{id}}/activate", activate)
     r.add_get(f"{PREFIX}/api/models/jobs/{{id}}", job_api)
+    r.add_post(f"{PREFIX}/models/jobs/{{id}}/cancel", cancel)
     add_nav(NavItem("model.train", f"{PREFIX}/models", "Mô hình",
                     "Huấn luyện lại sau khi sửa dữ liệu, so sánh với mô hình đang dùng, kích "
                     "hoạt nếu không kém hơn, quay lại mô hình trước."))
