@@ -111,6 +111,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return 130
     print(f"Trợ lý đã sẵn sàng: http://{settings.bot_host}:{settings.bot_port}/  (Ctrl-C để dừng)",
           flush=True)
+    print(f"Bảng điều khiển cho cán bộ: http://{settings.bot_host}:{settings.bot_port}/console/ "
+          "(tạo tài khoản: bot operator add TÊN --role admin)", flush=True)
     return stack.wait()
 
 

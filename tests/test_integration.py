@@ -181,6 +181,10 @@ def test_bot_run_prints_url_serves_and_stops_cleanly(trained, tmp_path) -> None:
         assert f"http://127.0.0.1:{port}/" in line, line
         status, body = http("GET", f"http://127.0.0.1:{port}/healthz")
         assert status == 200 and body["status"] == "ok"
+        console = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/console/" in console, console
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/console/login", timeout=30) as r:
+            assert r.status == 200 and "Đăng nhập" in r.read().decode()
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
