@@ -4,6 +4,10 @@ The console is server-rendered (Jinja2, autoescaped) on the gateway's aiohttp ap
 handler declares the permission it needs with `@guarded("…")`; the guard finds the session
 from the cookie, answers 401/redirect or 403, and on POST checks the form's CSRF token
 (synchronizer token stored with the session) and that the request comes from this origin.
+
+The CSRF check is these few lines rather than a library: aiohttp has no maintained CSRF
+package (aiohttp-csrf is unmaintained and cookie-based), and a per-session token kept in
+our own session table is the textbook synchronizer pattern.
 """
 
 from __future__ import annotations
