@@ -26,9 +26,28 @@ from bot.console.nlu_pages import MarkupError, parse_markup, to_marked
 from bot.gateway.app import create_app
 from tests.conftest import free_port
 from tests.test_console_auth import PASSWORD, csrf_of, login
-from tests.test_console_conversations import NONSENSE, WEB, WIDGET, made  # noqa: F401
+from tests.test_console_conversations import (  # noqa: F401 - `made` is a fixture
+    NONSENSE,
+    WEB,
+    WIDGET,
+    chat,
+    console_stack,
+    made,
+)
 
 pytestmark = pytest.mark.integration
+# This module's own message: the shared stack's other modules review theirs.
+PAGES_NONSENSE = "vrumpf klatsch zzq"
+PAGES_SENDER = "console-pages-0001"
+
+
+@pytest.fixture(scope="module")
+def own_fallback(trained, request: pytest.FixtureRequest,  # noqa: ANN001
+                 tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A message the NLU does not understand, sent through the real stack by this module."""
+    st, url = console_stack(trained, request, tmp_path_factory)
+    chat(st, PAGES_SENDER, PAGES_NONSENSE)
+    return url
 
 
 @pytest.fixture(scope="module")
@@ -82,27 +101,26 @@ async def test_conversations_are_listed_filtered_and_read(console: TestClient) -
 
 
 async def test_inbox_one_click_correction_writes_training_data_and_audits(
-        console: TestClient, made: tuple[str, datetime], nlu_dir: Path,  # noqa: F811
-) -> None:
-    url, _ = made
+        console: TestClient, own_fallback: str, nlu_dir: Path) -> None:
+    url = own_fallback
     await login(console, "pages-trainer")
     html = await (await console.get("/console/inbox")).text()
-    assert NONSENSE in html
+    assert PAGES_NONSENSE in html
     with session_scope(url) as s:
-        item = next(i for i in inbox.inbox(s, limit=200)[0] if i.text == NONSENSE)
+        item = next(i for i in inbox.inbox(s, limit=500)[0] if i.text == PAGES_NONSENSE)
     token = await csrf_of(console, "/console/inbox")
     # A changed word is refused: the example must be the citizen's own text.
     resp = await console.post(f"/console/inbox/{item.id}", data={
         "csrf": token, "action": "correct", "intent": "out_of_scope",
-        "marked": NONSENSE + " nữa"})
+        "marked": PAGES_NONSENSE + " nữa"})
     assert resp.status == 400 and "giữ nguyên" in await resp.text()
     resp = await console.post(f"/console/inbox/{item.id}", data={
         "csrf": token, "action": "out_of_scope"})
     assert resp.status == 200 and "Đã lưu." in await resp.text()
     data = yaml.safe_load((nlu_dir / "corrections.yml").read_text(encoding="utf-8"))
     block = next(b for b in data["nlu"] if b["intent"] == "out_of_scope")
-    assert NONSENSE in block["examples"]
-    assert NONSENSE not in await (await console.get("/console/inbox")).text()
+    assert PAGES_NONSENSE in block["examples"]
+    assert PAGES_NONSENSE not in await (await console.get("/console/inbox")).text()
     with session_scope(url) as s:
         entry = s.execute(select(AuditEntry).where(AuditEntry.action == "nlu.out_of_scope",
                                                    AuditEntry.target == str(item.id)))\
