@@ -295,8 +295,10 @@ def test_operator_in_the_console_fixes_the_nlu_and_answers_a_widget_user(
     w.ask(ASK_HUMAN)
     w.send("Tôi cần hỏi về hồ sơ cấp sổ đỏ bị trả về")
     w.el("msg-note").first.wait_for(timeout=10_000)
-    op.locator("[data-testid='open-handover']").first.wait_for(timeout=40_000)
-    op.locator("[data-testid='open-handover']").first.click()
+    mine = open_handover_of(stack, w.session())  # other tests' hand-overs may be queued too
+    link = op.locator(f"a[href='/console/handover/{mine.id}']")
+    link.wait_for(timeout=40_000)  # the queue page reloads by itself (long poll)
+    link.click()
     op.wait_for_selector("text=hồ sơ cấp sổ đỏ bị trả về")
     op.click("[data-testid='take']")
     op.wait_for_selector("[data-testid='handover-status']:has-text('Đang trao đổi')")
