@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.console.accounts import audit
 from bot.console.web import (
     PREFIX,
     USER_KEY,
     NavItem,
     add_nav,
-    address,
-    db,
     form,
     guarded,
+    record,
     redirect,
     render,
 )
@@ -42,7 +40,7 @@ async def queue_page(request: web.Request) -> web.StreamResponse:
     desk = request.app[HANDOVER_KEY]
     open_items = await desk.list_open()
     closed = await desk.list_handovers(status="closed", limit=20)
-    version = (await desk.changes_since(0)).version
+    version = await desk.current_version()
     return render(request, "handover_queue.html", open_items=open_items, closed=closed,
                   version=version, **_labels())
 
@@ -59,7 +57,7 @@ async def _thread_view(request: web.Request, error: str | None = None, draft: st
         detail = await desk.get(int(request.match_info["id"]))
     except HandoverError as exc:
         return render(request, "error.html", status=404, message=exc.message)
-    version = (await desk.changes_since(0)).version
+    version = await desk.current_version()
     return render(request, "handover_thread.html", status=status, h=detail.handover,
                   messages=detail.messages, error=error, draft=draft, version=version,
                   max_reply=MAX_REPLY_CHARS, **_labels())
@@ -90,9 +88,8 @@ async def thread_action(request: web.Request) -> web.StreamResponse:
     except HandoverError as exc:
         return await _thread_view(request, error=exc.message, draft=text,
                                   status=exc.status)
-    await db(request, lambda s: audit(
-        s, user, f"handover.{action}", str(handover_id),
-        {"chars": len(text)} if action == "reply" else None, address(request)))
+    await record(request, f"handover.{action}", str(handover_id),
+                 {"chars": len(text)} if action == "reply" else None)
     raise redirect(f"{PREFIX}/handover/{handover_id}")
 
 

@@ -14,17 +14,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.console.accounts import audit
 from bot.console.web import (
     PREFIX,
     SETTINGS_KEY,
     USER_KEY,
     NavItem,
     add_nav,
-    address,
-    db,
     form,
     guarded,
+    record,
     redirect,
     render,
 )
@@ -34,12 +32,6 @@ from bot.registry.registry import RegistryError
 STATUS_LABELS = {"ready": "sẵn sàng", "active": "đang dùng", "retired": "đã thay"}
 _EVALUATING: dict[str, str] = {}  # model id → operator, evaluations running in this process
 _EVAL_LOCK = threading.Lock()
-
-
-async def _audit(request: web.Request, action: str, target: str,
-                 detail: dict | None = None) -> None:
-    user = request[USER_KEY].username
-    await db(request, lambda s: audit(s, user, action, target, detail, address(request)))
 
 
 @guarded("model.train")
@@ -115,7 +107,7 @@ async def train(request: web.Request) -> web.StreamResponse:
                                          None, True, cv)
     except RegistryError as exc:
         return await _models_view(request, error=str(exc), status=409)
-    await _audit(request, "model.train", job_id, {"cross_validation": cv})
+    await record(request, "model.train", job_id, {"cross_validation": cv})
     raise redirect(f"{PREFIX}/models", ok="saved")
 
 
@@ -128,7 +120,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
         await asyncio.to_thread(training_job.cancel_training, settings, job_id, user)
     except RegistryError as exc:
         return await _models_view(request, error=str(exc), status=409)
-    await _audit(request, "model.train.cancel", job_id)
+    await record(request, "model.train.cancel", job_id)
     raise redirect(f"{PREFIX}/models", ok="saved")
 
 
@@ -168,7 +160,7 @@ async def evaluate(request: web.Request) -> web.StreamResponse:
                 _EVALUATING.pop(model_id, None)
 
     threading.Thread(target=work, name=f"evaluate-{model_id}", daemon=True).start()
-    await _audit(request, "model.evaluate", model_id)
+    await record(request, "model.evaluate", model_id)
     raise redirect(f"{PREFIX}/models/{model_id}")
 
 
@@ -188,7 +180,7 @@ async def activate(request: web.Request) -> web.StreamResponse:
         return await _model_view(request, error=str(exc), status=409)
     except RegistryError as exc:
         return await _model_view(request, error=str(exc), status=409)
-    await _audit(request, "model.activate", model_id,
+    await record(request, "model.activate", model_id,
                  {"kind": result.kind, "previous": result.previous_id})
     raise redirect(f"{PREFIX}/models", ok="saved")
 
@@ -201,7 +193,7 @@ async def rollback(request: web.Request) -> web.StreamResponse:
         result = await asyncio.to_thread(activation.rollback, settings, user)
     except RegistryError as exc:
         return await _models_view(request, error=str(exc), status=409)
-    await _audit(request, "model.rollback", result.model.id, {"from": result.previous_id})
+    await record(request, "model.rollback", result.model.id, {"from": result.previous_id})
     raise redirect(f"{PREFIX}/models", ok="saved")
 
 

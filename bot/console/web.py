@@ -122,6 +122,17 @@ def address(request: web.Request) -> str:
     return (request.remote or "?")[:64]
 
 
+async def record(request: web.Request, action: str, target: str,
+                 detail: dict | None = None) -> None:
+    """An audit entry for the logged-in operator, in a transaction of its own (for changes
+    made elsewhere: the registry, the hand-over desk; a change made in one of our own
+    transactions writes its entry there with `accounts.audit`)."""
+    from bot.console.accounts import audit
+
+    user = request[USER_KEY].username
+    await db(request, lambda s: audit(s, user, action, target, detail, address(request)))
+
+
 def render(request: web.Request, template: str, status: int = 200,
            **ctx: Any) -> web.Response:
     user = request.get(USER_KEY)

@@ -118,6 +118,10 @@ class HandoverDesk:
         await self._after_staff_message(view)
         return view
 
+    async def current_version(self) -> int:
+        """The queue's change counter now: where a live page starts polling from."""
+        return await self._run(queue.current_version, self.url)
+
     async def changes_since(self, version: int) -> Changes:
         """What changed after `version` (poll this, or wait with `wait_for_changes`)."""
         return await self._run(queue.changes_since, self.url, version)
