@@ -437,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.console.cli import add_parser as add_operator_parser
 
     add_operator_parser(sub)
+    from bot.bench.cli import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
     return p
 
 

@@ -1,0 +1,1 @@
+"""`bot bench`: the performance benchmark (README "Performance")."""
