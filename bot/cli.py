@@ -143,6 +143,9 @@ def _load_agent(settings: Settings, model: str | None):  # noqa: ANN202 - rasa A
     path = Path(model) if model else active_model(settings)  # what `bot run` would serve
     if path is None or not path.exists():
         raise SystemExit("Chưa có mô hình. Chạy `bot train` trước (hoặc `make run`).")
+    from bot.rasa_runtime import apply
+
+    apply()  # the server's faster model loading, same predictions (bot/rasa_runtime.py)
     return Agent.load(str(path))
 
 

@@ -1,4 +1,4 @@
-"""`python -m bot.rasa_runtime run …`: Rasa's own server, with two measured hot paths fixed.
+"""`python -m bot.rasa_runtime run …`: Rasa's own server, with measured hot paths fixed.
 
 Both were found by profiling our Rasa process with py-spy (README "Performance"):
 
@@ -15,6 +15,15 @@ Both were found by profiling our Rasa process with py-spy (README "Performance")
    graph creates its variables (TensorFlow's restore-on-create of object checkpoints);
    the optimizer's slots, which prediction never uses, are left in the file. Predictions
    are the same (tests/test_rasa_runtime.py compares both loads on the same messages).
+3. Smaller, per message: a kept-alive HTTP session to the action server instead of a new
+   session and connection per action call (`_KeptSession`); the list of Event subclasses
+   that every event read from the tracker store walks, computed once; no COUNT query to
+   find a saved tracker's new events (`_count_stored_events_once`); the prediction graph
+   run in order without dask's scheduler (`_run_graphs_in_order`).
+
+JAX, installed as a TensorFlow dependency, is kept out of the process: TensorFlow Lite's
+helpers import it when it is there (and do without it), which cost 2 s of every start and
+memory; nothing Rasa serves uses it.
 
 Everything else is Rasa unchanged: the arguments are `rasa`'s (`run --enable-api …`).
 `bot run`, the tests and the benchmark start Rasa through this module (bot/stack.py);
@@ -77,20 +86,169 @@ def _load_for_serving(original: Any) -> Any:  # noqa: ANN401 - a classmethod
     return classmethod(load)
 
 
+class _KeptSession:
+    """What `async with endpoint.session()` gets: a long-lived session that stays open.
+
+    Rasa opens (and closes) a new aiohttp session, hence a new TCP connection, for every
+    call to the action server; this one is kept per endpoint and event loop. Idle
+    connections are dropped after 2 s, before the action server's own keep-alive timeout
+    (Sanic's 5 s), so a request never goes out on a connection the server is closing.
+    """
+
+    def __init__(self, session: Any) -> None:  # noqa: ANN401 - aiohttp.ClientSession
+        self.session = session
+
+    async def __aenter__(self) -> Any:  # noqa: ANN401
+        return self.session
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def _kept_session(original: Any) -> Any:  # noqa: ANN401 - Rasa's EndpointConfig.session
+    def session(self: Any) -> Any:  # noqa: ANN401
+        import asyncio
+
+        import aiohttp
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in a coroutine: Rasa's own behaviour
+            return original(self)
+        kept = self.__dict__.get("_dvc_kept")
+        if kept is None or kept[0] is not loop or kept[1].session.closed:
+            fresh = original(self)  # Rasa's headers, auth and default timeout
+            connector = aiohttp.TCPConnector(keepalive_timeout=2.0)
+            shared = aiohttp.ClientSession(headers=fresh._default_headers, auth=fresh._default_auth,
+                                           timeout=fresh.timeout, connector=connector)
+            # the throw-away session never opened a connection; closing it is synchronous
+            # in effect, but the coroutine must be awaited: schedule it
+            loop.create_task(fresh.close())
+            kept = (loop, _KeptSession(shared))
+            self.__dict__["_dvc_kept"] = kept
+        return kept[1]
+
+    return session
+
+
 def apply() -> None:
-    """Install both fixes in this process (idempotent)."""
+    """Install the fixes in this process (idempotent)."""
     global _APPLIED
     if _APPLIED:
         return
+    import rasa.shared.utils.common as common
     from rasa.core.actions.action import RemoteAction
+    from rasa.utils.endpoints import EndpointConfig
     from rasa.utils.tensorflow.models import RasaModel
 
     RemoteAction._validate_action_result = _validate_action_result  # type: ignore[method-assign]
     RasaModel.load = _load_for_serving(RasaModel.__dict__["load"])  # type: ignore[method-assign]
+    EndpointConfig.session = _kept_session(EndpointConfig.session)  # type: ignore[method-assign]
+    common.all_subclasses = _events_walked_once(common.all_subclasses)
+    _count_stored_events_once()
+    _run_graphs_in_order()
     _APPLIED = True
 
 
+STORED = "_dvc_stored_events"  # on a tracker: how many of its events the store holds
+
+
+def _count_stored_events_once() -> None:
+    """`SQLTrackerStore.save` asks the database how many events of the current session it
+    holds (a COUNT over a sub-query, about a tenth of Rasa's CPU per message) to know which
+    of the tracker's events are new. The tracker it saves is the one it read a moment
+    before, under the conversation's lock, so that number is known: the events it was
+    built from. Trackers the store did not read (new ones) are counted as before."""
+    import itertools
+
+    from rasa.core.tracker_store import SQLTrackerStore
+
+    original_retrieve = SQLTrackerStore._retrieve
+    original_save = SQLTrackerStore.save
+    original_additional = SQLTrackerStore._additional_events
+
+    async def _retrieve(self: Any, sender_id: str,  # noqa: ANN401
+                        fetch_events_from_all_sessions: bool) -> Any:  # noqa: ANN401
+        tracker = await original_retrieve(self, sender_id, fetch_events_from_all_sessions)
+        if tracker is not None and not fetch_events_from_all_sessions:
+            tracker.__dict__[STORED] = len(tracker.events)
+        return tracker
+
+    def _additional_events(self: Any, session: Any, tracker: Any) -> Any:  # noqa: ANN401
+        stored = tracker.__dict__.get(STORED)
+        if stored is None or stored > len(tracker.events):
+            return original_additional(self, session, tracker)
+        return itertools.islice(tracker.events, stored, len(tracker.events))
+
+    async def save(self: Any, tracker: Any) -> None:  # noqa: ANN401
+        await original_save(self, tracker)
+        tracker.__dict__[STORED] = len(tracker.events)
+
+    SQLTrackerStore._retrieve = _retrieve  # type: ignore[method-assign]
+    SQLTrackerStore._additional_events = _additional_events  # type: ignore[method-assign]
+    SQLTrackerStore.save = save  # type: ignore[method-assign]
+
+
+def _run_graphs_in_order() -> None:
+    """Rasa runs its prediction graph (a dozen nodes, one after the other) through dask's
+    local scheduler for every message; the scheduler's bookkeeping cost more than some of
+    the nodes. The same graph is evaluated here in dependency order, each node once, with
+    the same inputs, outputs and error."""
+    from rasa.engine.exceptions import GraphRunError
+    from rasa.engine.runner.dask import DaskGraphRunner
+
+    def run(self: Any, inputs: dict[str, Any] | None = None,  # noqa: ANN401
+            targets: list[str] | None = None) -> dict[str, Any]:
+        run_targets = targets if targets else self._graph_schema.target_names
+        graph = self._build_dask_graph(self._graph_schema.minimal_graph_schema(run_targets))
+        if inputs:
+            self._add_inputs_to_graph(inputs, graph)
+        try:
+            return dict(evaluate_graph(graph, run_targets))
+        except RuntimeError as e:
+            raise GraphRunError("Error running runner.") from e
+
+    DaskGraphRunner.run = run  # type: ignore[method-assign]
+
+
+def evaluate_graph(graph: dict[str, Any], targets: list[str]) -> list[Any]:
+    """dask.get for Rasa's graphs: a task is `(callable, *keys)`; anything else (Rasa's
+    inputs, `(name, value)`) is a value. Each task runs once, after the tasks it needs."""
+    done: dict[str, Any] = {}
+
+    def value(key: str) -> Any:  # noqa: ANN401
+        if key in done:
+            return done[key]
+        task = graph[key]
+        if isinstance(task, tuple) and task and callable(task[0]):
+            args = [value(a) if isinstance(a, str) and a in graph else a for a in task[1:]]
+            result = task[0](*args)
+        else:
+            result = task
+        done[key] = result
+        return result
+
+    return [value(t) for t in targets]
+
+
+def _events_walked_once(original: Any) -> Any:  # noqa: ANN401 - rasa's all_subclasses
+    """Every event read back from the tracker store walks all subclasses of `Event` to find
+    its class; Rasa defines them all at import, so that walk is done once (other classes,
+    such as slot types a domain may add later, are walked as before)."""
+    from rasa.shared.core.events import Event
+
+    events = tuple(original(Event))
+
+    def all_subclasses(cls: Any) -> list[Any]:  # noqa: ANN401
+        return list(events) if cls is Event else original(cls)
+
+    return all_subclasses
+
+
 def main() -> None:
+    import sys
+
+    sys.modules.setdefault("jax", None)  # type: ignore[arg-type] - `import jax` → ImportError
     apply()
     from rasa.__main__ import main as rasa_main
 

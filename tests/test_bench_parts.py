@@ -121,8 +121,7 @@ def test_proc_readings_follow_a_child_process() -> None:
         assert procs.rss_mb(child.pid) > 70
         assert after.rss_mb >= procs.rss_mb(child.pid) + procs.rss_mb(os.getpid()) - 1
         assert procs.cpu_seconds(child.pid) > 0.5  # the busy second
-        cores = procs.cpu_between({"me": before}, {"me": after}, 1.5)
-        assert cores["me"] > 0.3
+        assert after.cpu_s - before.cpu_s > 0.4  # the child's busy second, in this tree
     finally:
         child.kill()
         child.wait()

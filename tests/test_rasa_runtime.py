@@ -70,3 +70,98 @@ def test_the_stack_starts_rasa_through_the_runtime() -> None:
     source = (ROOT / "bot" / "stack.py").read_text(encoding="utf-8")
     assert '"-m", "bot.rasa_runtime", "run"' in source
     assert Path(ROOT / "bot" / "rasa_runtime.py").exists()
+
+
+async def test_action_calls_reuse_one_connection_with_rasas_headers() -> None:
+    import asyncio
+
+    from aiohttp import web
+    from rasa.utils.endpoints import EndpointConfig
+
+    from bot import rasa_runtime
+
+    rasa_runtime.apply()
+    peers: set = set()
+
+    async def webhook(request: web.Request) -> web.Response:
+        peers.add(request.transport.get_extra_info("peername"))
+        return web.json_response({"header": request.headers.get("X-Token"),
+                                  "body": await request.json()})
+
+    app = web.Application()
+    app.router.add_post("/webhook", webhook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        endpoint = EndpointConfig(f"http://127.0.0.1:{port}/webhook", headers={"X-Token": "t"})
+        for i in range(5):
+            assert await endpoint.request(json={"n": i}) == {"header": "t", "body": {"n": i}}
+        assert len(peers) == 1  # five action calls, one kept-alive connection
+        await asyncio.sleep(2.5)  # idle longer than the kept connection may stay open
+        assert (await endpoint.request(json={"n": 9}))["body"] == {"n": 9}
+        assert len(peers) == 2  # a fresh connection, not a dead one
+    finally:
+        await runner.cleanup()
+
+
+def test_graphs_evaluate_like_dask() -> None:
+    import dask
+
+    from bot.rasa_runtime import evaluate_graph
+
+    calls: list[str] = []
+
+    def node(name: str):  # noqa: ANN202
+        def run(*inputs: object) -> tuple[str, tuple]:
+            calls.append(name)
+            return name, inputs
+        return run
+
+    graph = {
+        "__message__": ("__message__", {"text": "xin chào"}),  # an input: a value, not a task
+        "tokenizer": (node("tokenizer"), "__message__"),
+        "featurizer": (node("featurizer"), "tokenizer"),
+        "classifier": (node("classifier"), "featurizer", "tokenizer"),
+        "unused": (node("unused"), "tokenizer"),
+    }
+    ours = evaluate_graph(graph, ["classifier"])
+    assert calls == ["tokenizer", "featurizer", "classifier"]  # each node once, in order
+    calls.clear()
+    assert list(ours) == list(dask.get(graph, ["classifier"]))
+
+
+async def test_saving_a_read_tracker_needs_no_count_and_stores_each_event_once(
+        tmp_path: Path) -> None:
+    from rasa.core.tracker_store import SQLTrackerStore
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+    from sqlalchemy import event
+
+    from bot import rasa_runtime
+
+    rasa_runtime.apply()
+    domain = Domain.load(str(ROOT / "domain.yml"))
+    store = SQLTrackerStore(domain, dialect="sqlite", db=str(tmp_path / "t.sqlite3"))
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda *args: statements.append(str(args[2]).lower()))
+
+    tracker = DialogueStateTracker.from_events("c1", [ActionExecuted("action_listen")])
+    await store.save(tracker)  # a tracker the store never read: counted as Rasa does
+    for turn in range(3):
+        tracker = await store.retrieve("c1")
+        statements.clear()
+        tracker.update(UserUttered(f"câu {turn}", {"name": "greet", "confidence": 1.0}))
+        tracker.update(BotUttered(f"trả lời {turn}"))
+        tracker.update(ActionExecuted("action_listen"))
+        await store.save(tracker)
+        assert not any("count(" in s for s in statements), statements
+        await store.save(tracker)  # saving again adds nothing
+    stored = await store.retrieve_full_tracker("c1")
+    texts = [e.text for e in stored.events if isinstance(e, (UserUttered, BotUttered))]
+    assert texts == ["câu 0", "trả lời 0", "câu 1", "trả lời 1", "câu 2", "trả lời 2"]
+    assert len(stored.events) == 1 + 3 * 3

@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="seconds of load per target and level (default 15)")
     p.add_argument("--levels", type=_levels, default=(1, 10, 50),
                    help="concurrent conversations, comma-separated (default 1,10,50)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="slices each load is cut into, targets taken in turn (default 5)")
     p.add_argument("--headline", type=int, default=10,
                    help="level compared with the targets (default 10; must be in --levels)")
     p.add_argument("--model", type=Path,
@@ -51,13 +53,14 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.headline not in args.levels:
         print(f"--headline {args.headline} phải là một trong --levels", file=sys.stderr)
         return 2
-    if args.duration <= 0:
-        print("--duration phải lớn hơn 0", file=sys.stderr)
+    if args.duration <= 0 or not 1 <= args.rounds <= 100:
+        print("--duration phải lớn hơn 0 và --rounds từ 1 đến 100", file=sys.stderr)
         return 2
     if args.model is not None and not args.model.is_file():
         print(f"Không thấy mô hình {args.model}", file=sys.stderr)
         return 2
     opts = BenchOptions(levels=args.levels, headline=args.headline, duration=args.duration,
+                        rounds=args.rounds,
                         model=args.model, quality=not args.no_quality,
                         out_dir=args.out or RESULTS_DIR)
     try:

@@ -80,12 +80,3 @@ def usage(pid: int) -> Usage:
 def usage_of(pids: dict[str, int]) -> dict[str, Usage]:
     """Usage of several named services at one moment."""
     return {name: usage(pid) for name, pid in pids.items()}
-
-
-def cpu_between(before: dict[str, Usage], after: dict[str, Usage],
-                wall_s: float) -> dict[str, float]:
-    """Cores used by each service over an interval (1.0 = one core fully busy)."""
-    if wall_s <= 0:
-        return {name: 0.0 for name in after}
-    return {name: round((after[name].cpu_s - before[name].cpu_s) / wall_s, 2)
-            for name in after if name in before}

@@ -58,7 +58,8 @@ class BenchOptions:
 
     levels: tuple[int, ...] = (1, 10, 50)
     headline: int = 10  # the concurrency whose latencies are compared with the targets
-    duration: float = 15.0  # seconds per load run
+    duration: float = 15.0  # seconds of load per target and level
+    rounds: int = 5  # the duration is split into this many slices, targets taken in turn
     model: Path | None = None  # skip training and benchmark this model
     quality: bool = True
     starter: bool = True
@@ -284,19 +285,11 @@ async def _measure(run: Run, workload: Workload, settings: Settings, model: Path
                         raise RuntimeError(f"{name} did not answer {text!r}: {why}")
 
         run_id = datetime.now().strftime("%H%M%S")
+        names = [n for n in ("starter", "gateway", "rasa") if n in targets]
         for level in opts.levels:
-            for name in ("starter", "gateway", "rasa"):
-                if name not in targets:
-                    continue
-                progress(f"{name}: {level} hội thoại đồng thời, {opts.duration:g} s")
-                convos = workload.starter_conversations if name == "starter" \
-                    else workload.conversations
-                before = procs.usage_of(pids)
-                result = await run_load(targets[name], convos, level, opts.duration, run_id)
-                after = procs.usage_of(pids)
-                run.loads.append(result)
-                run.cpu[f"{name}@{level}"] = procs.cpu_between(before, after, result.wall_s)
-                await asyncio.sleep(1.0)
+            progress(f"{level} hội thoại đồng thời: {', '.join(names)}, "
+                     f"{opts.duration:g} s mỗi bên")
+            await _measure_level(run, workload, targets, names, level, pids, run_id)
         now = procs.usage_of(pids)
         run.rss = {name: u.rss_mb for name, u in now.items() if name != "starter"}
         run.rss["total"] = round(sum(run.rss.values()), 1)
@@ -312,6 +305,43 @@ async def _measure(run: Run, workload: Workload, settings: Settings, model: Path
                 starter_proc.kill()
 
 
+async def _measure_level(run: Run, workload: Workload, targets: dict[str, Target],
+                         names: list[str], level: int, pids: dict[str, int],
+                         run_id: str) -> None:
+    """Load each target for `duration` at `level`, in `rounds` short slices taken in turn.
+
+    These machines are shared: the speed of a core can change within a minute. Slicing
+    the runs and alternating the targets (in a rotating order) spreads any such change
+    over all targets alike, so their ratios stay meaningful.
+    """
+    opts = run.options
+    slice_s = opts.duration / opts.rounds
+    merged = {name: LoadResult(name, level) for name in names}
+    cpu_s: dict[str, dict[str, float]] = {name: {} for name in names}
+    for r in range(opts.rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            convos = workload.starter_conversations if name == "starter" \
+                else workload.conversations
+            before = procs.usage_of(pids)
+            part = await run_load(targets[name], convos, level, slice_s, f"{run_id}r{r}")
+            after = procs.usage_of(pids)
+            total = merged[name]
+            total.latencies += part.latencies
+            total.errors += part.errors
+            total.error_samples += part.error_samples[:5 - len(total.error_samples)]
+            total.wall_s += part.wall_s
+            total.conversations += part.conversations
+            for proc_name in after:
+                used = after[proc_name].cpu_s - before[proc_name].cpu_s
+                cpu_s[name][proc_name] = cpu_s[name].get(proc_name, 0.0) + used
+            await asyncio.sleep(0.5)
+    for name in names:
+        run.loads.append(merged[name])
+        wall = merged[name].wall_s or 1.0
+        run.cpu[f"{name}@{level}"] = {p: round(v / wall, 2) for p, v in cpu_s[name].items()}
+
+
 def run_bench(opts: BenchOptions, quiet: bool = False) -> dict[str, Any]:
     """Run the whole benchmark; return the report (also written to opts.out_dir)."""
     from tqdm import tqdm
@@ -324,7 +354,7 @@ def run_bench(opts: BenchOptions, quiet: bool = False) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     run = Run(opts)
     steps = 3 + (opts.model is None) + 2 * opts.starter \
-        + len(opts.levels) * (2 + opts.starter) + opts.quality
+        + len(opts.levels) + opts.quality
     bar = tqdm(total=steps, desc="bot bench", unit=" bước", file=sys.stderr,
                disable=quiet or not sys.stderr.isatty(), bar_format="{l_bar}{bar}| {n}/{total}"
                " [{elapsed}] {postfix}")

@@ -53,9 +53,18 @@ def get_engine(database_url: str) -> Engine:
     return engine
 
 
+_FACTORIES: dict[str, sessionmaker] = {}
+
+
 def session_factory(database_url: str) -> sessionmaker:
-    """A `sessionmaker` bound to the engine for `database_url`."""
-    return sessionmaker(bind=get_engine(database_url), future=True, expire_on_commit=False)
+    """The `sessionmaker` bound to the engine for `database_url` (one per URL per process:
+    the gateway opens a session or two per chat message, README "Performance")."""
+    factory = _FACTORIES.get(database_url)
+    if factory is None:
+        factory = sessionmaker(bind=get_engine(database_url), future=True,
+                               expire_on_commit=False)
+        _FACTORIES[database_url] = factory
+    return factory
 
 
 @contextmanager

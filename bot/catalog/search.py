@@ -28,13 +28,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import bm25s
 import numpy as np
 from rapidfuzz import fuzz, process
 from scipy import sparse
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from bot.catalog.bm25lib import bm25s
 from bot.catalog.models import Procedure
 from bot.text import fold, fold_words
 

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import bm25s
 import numpy as np
 
+from bot.catalog.bm25lib import bm25s
 from bot.catalog.search import CatalogIndex, IndexDoc
 from bot.jsonl import JsonlError, read_objects
 from bot.text import nfc

@@ -393,9 +393,13 @@ def after_turn(url: str, sender_id: str) -> tuple[OpenState | None, list[Message
     answer may have opened one) and staff messages the client has not received yet (e.g.
     the note that an agent closed the handover, for a client that cannot be pushed to)."""
     with session_scope(url) as s:
-        row = s.execute(select(Handover.id, Handover.status, Handover.after_hours)
-                        .where(Handover.sender_id == sender_id,
-                               Handover.status.in_(OPEN_STATUSES))).first()
+        # one indexed read in the common case: a conversation that never had a hand-over
+        # has neither an open one nor staff messages waiting
+        rows = s.execute(select(Handover.id, Handover.status, Handover.after_hours)
+                         .where(Handover.sender_id == sender_id)).all()
+        if not rows:
+            return None, []
+        row = next((r for r in rows if r.status in OPEN_STATUSES), None)
         state = OpenState(row.id, row.status, bool(row.after_hours)) if row else None
         pending = s.execute(select(func.count(HandoverMessage.id)).join(Handover)
                             .where(Handover.sender_id == sender_id,
