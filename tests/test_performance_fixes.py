@@ -37,3 +37,14 @@ def test_gateway_and_search_load_without_jax() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_one_session_factory_per_engine(tmp_path: Path) -> None:
+    from bot.catalog.db import _ENGINES, get_engine, session_factory
+
+    url = f"sqlite:///{tmp_path / 'f.sqlite3'}"
+    first = session_factory(url)
+    assert session_factory(url) is first
+    _ENGINES.pop(url).dispose()  # what a test dropping its database does
+    second = session_factory(url)
+    assert second is not first and second.kw["bind"] is get_engine(url)

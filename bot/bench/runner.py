@@ -58,7 +58,7 @@ class BenchOptions:
 
     levels: tuple[int, ...] = (1, 10, 50)
     headline: int = 10  # the concurrency whose latencies are compared with the targets
-    duration: float = 15.0  # seconds of load per target and level
+    duration: float = 12.0  # seconds of load per target and level
     rounds: int = 5  # the duration is split into this many slices, targets taken in turn
     model: Path | None = None  # skip training and benchmark this model
     quality: bool = True

@@ -59,10 +59,10 @@ _FACTORIES: dict[str, sessionmaker] = {}
 def session_factory(database_url: str) -> sessionmaker:
     """The `sessionmaker` bound to the engine for `database_url` (one per URL per process:
     the gateway opens a session or two per chat message, README "Performance")."""
+    engine = get_engine(database_url)
     factory = _FACTORIES.get(database_url)
-    if factory is None:
-        factory = sessionmaker(bind=get_engine(database_url), future=True,
-                               expire_on_commit=False)
+    if factory is None or factory.kw.get("bind") is not engine:  # a replaced engine
+        factory = sessionmaker(bind=engine, future=True, expire_on_commit=False)
         _FACTORIES[database_url] = factory
     return factory
 
