@@ -29,8 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "once and cached in var/bench/) on its own English messages in the same run. "
         "Prints a table (or --json) and writes bench/results/<time>.json.")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--duration", type=float, default=12.0,
-                   help="seconds of load per target and level (default 12)")
+    p.add_argument("--duration", type=float, default=10.0,
+                   help="seconds of load per target and level (default 10)")
     p.add_argument("--levels", type=_levels, default=(1, 10, 50),
                    help="concurrent conversations, comma-separated (default 1,10,50)")
     p.add_argument("--rounds", type=int, default=5,

@@ -58,7 +58,7 @@ class BenchOptions:
 
     levels: tuple[int, ...] = (1, 10, 50)
     headline: int = 10  # the concurrency whose latencies are compared with the targets
-    duration: float = 12.0  # seconds of load per target and level
+    duration: float = 10.0  # seconds of load per target and level
     rounds: int = 5  # the duration is split into this many slices, targets taken in turn
     model: Path | None = None  # skip training and benchmark this model
     quality: bool = True
@@ -335,7 +335,7 @@ async def _measure_level(run: Run, workload: Workload, targets: dict[str, Target
             for proc_name in after:
                 used = after[proc_name].cpu_s - before[proc_name].cpu_s
                 cpu_s[name][proc_name] = cpu_s[name].get(proc_name, 0.0) + used
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.2)
     for name in names:
         run.loads.append(merged[name])
         wall = merged[name].wall_s or 1.0
