@@ -97,9 +97,6 @@ def service_env(settings: Settings) -> dict[str, str]:
         "CONSOLE_SESSION_HOURS": str(settings.console_session_hours),
         "CONSOLE_SECURE_COOKIE": settings.console_secure_cookie,
         "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        # glibc gives every thread its own malloc arena; TensorFlow's and the servers'
-        # thread pools then hold hundreds of MiB of freed memory (README "Performance")
-        "MALLOC_ARENA_MAX": env.get("MALLOC_ARENA_MAX", "2"),
         "PYTHONWARNINGS": env.get("PYTHONWARNINGS", "ignore::DeprecationWarning"),
     })
     return env
