@@ -451,7 +451,8 @@ def build_report(run: Run, workload: Workload, model: Path) -> dict[str, Any]:
         "rasa_version": _rasa_version(), "commit": _git_commit(), "model": model.name,
         "workload": {"file": str(WORKLOAD.relative_to(ROOT)), "sha256_12": workload.digest,
                      "conversations": len(workload.conversations),
-                     "duration_s": run.options.duration, "levels": list(run.options.levels)},
+                     "duration_s": run.options.duration, "rounds": run.options.rounds,
+                     "levels": list(run.options.levels)},
         "started": run.started,
     }
 
