@@ -73,6 +73,10 @@ class Workload:
     status_csv: str
     digest: str
 
+    def conversations_for(self, target: str) -> list[list[str]]:
+        """The starter bot gets its own English conversations; our targets get ours."""
+        return self.starter_conversations if target == "starter" else self.conversations
+
 
 def load_workload(path: Path = WORKLOAD) -> Workload:
     """The fixed conversations; a clear error if the file is malformed."""
@@ -275,9 +279,7 @@ async def _measure(run: Run, workload: Workload, settings: Settings, model: Path
 
         progress("làm nóng (mỗi hội thoại một lần)")
         for name, target in targets.items():
-            convos = workload.starter_conversations if name == "starter" \
-                else workload.conversations
-            for i, convo in enumerate(convos):
+            for i, convo in enumerate(workload.conversations_for(name)):
                 for text in convo:
                     ok, why = await send_once(target, f"bench-warm-{name}-{i}", text,
                                               timeout=60)
@@ -321,10 +323,9 @@ async def _measure_level(run: Run, workload: Workload, targets: dict[str, Target
     for r in range(opts.rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
-            convos = workload.starter_conversations if name == "starter" \
-                else workload.conversations
             before = procs.usage_of(pids)
-            part = await run_load(targets[name], convos, level, slice_s, f"{run_id}r{r}")
+            part = await run_load(targets[name], workload.conversations_for(name), level,
+                                  slice_s, f"{run_id}r{r}")
             after = procs.usage_of(pids)
             total = merged[name]
             total.latencies += part.latencies
