@@ -132,7 +132,7 @@ def test_zalo_user_gets_the_agents_reply(stack: Stack, zalo: FakeZalo) -> None: 
 
     queue.reply(url, h.id, STAFF, "Chào bạn, mình là cán bộ phường, bạn hỏi gì về hộ khẩu?")
     wait_until(lambda: any("mình là cán bộ phường" in t for t in texts_to(zalo, user)), 30)
-    wait_until(lambda: queue.get(url, h.id).messages[-1].delivery == "delivered", 10)
+    wait_until(lambda: queue.get(url, h.id).messages[-1].delivery == "delivered", 30)
     queue.close(url, h.id, STAFF)
     wait_until(lambda: any("kết thúc" in t for t in texts_to(zalo, user)), 30)
 

@@ -64,3 +64,38 @@ def test_rasa_parts_become_one_answer_then_zalo_sized_pieces() -> None:
     rows = replies_for(parts)
     assert [k for k, _ in rows] == ["text", "list"]
     assert rows[1][1]["fallback"].startswith("1. Lệ phí")
+
+
+def test_a_reply_zalo_took_is_recorded_even_if_the_database_hiccups(
+        db_url: str, monkeypatch) -> None:  # noqa: ANN001 - pytest's fixture
+    """A failed "mark sent" must be retried, not left pending (it would be sent twice)."""
+    from sqlalchemy.exc import OperationalError
+
+    from bot.channels.zalo import channel
+
+    queue.record_event(db_url, "k1", "u1", b"{}")
+    [(inbox_id, _)] = queue.unprocessed(db_url)
+    queue.complete(db_url, inbox_id, "u1", [("text", {"text": "một"})])
+    [item] = queue.due(db_url)
+    real, calls = queue.mark_sent, []
+
+    def flaky(url: str, outbox_id: int, message_id: str | None) -> None:
+        calls.append(outbox_id)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE zalo_outbox", {}, Exception("database is locked"))
+        real(url, outbox_id, message_id)
+
+    monkeypatch.setattr(queue, "mark_sent", flaky)
+    asyncio.run(channel._record_sent(db_url, item.id, "zid-1"))
+    assert calls == [item.id, item.id]
+    assert queue.due(db_url) == []  # recorded: nothing left to send again
+
+
+def test_sqlite_waits_for_another_writer_instead_of_failing_at_once(db_url: str) -> None:
+    from sqlalchemy import text
+
+    from bot.catalog.db import SQLITE_BUSY_SECONDS, get_engine
+
+    with get_engine(db_url).connect() as conn:
+        busy_ms = conn.execute(text("PRAGMA busy_timeout")).scalar_one()
+    assert busy_ms == int(SQLITE_BUSY_SECONDS * 1000) and SQLITE_BUSY_SECONDS > 5

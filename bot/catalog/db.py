@@ -15,6 +15,7 @@ from sqlalchemy.pool import QueuePool
 from bot.catalog.schema import upgrade
 
 _ENGINES: dict[str, Engine] = {}
+SQLITE_BUSY_SECONDS = 30.0
 
 
 def get_engine(database_url: str) -> Engine:
@@ -30,7 +31,10 @@ def get_engine(database_url: str) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"check_same_thread": False}
+        # Several processes write one file (gateway, actions, Rasa's tracker store): wait up
+        # to 30 s for another writer's lock instead of sqlite3's 5 s before "database is
+        # locked" (seen under a full test run's load on 2 cores).
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_SECONDS}
         if url.database and url.database != ":memory:":
             # SQLAlchemy 1.4 opens a new SQLite connection (and runs our PRAGMAs) for every
             # session of a file database; a pool of open connections, as 2.0 does by

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from sqlalchemy.exc import OperationalError
 
 from bot.channels.zalo import queue
 from bot.channels.zalo.client import SendResult, ZaloClient, mask_user_id
@@ -36,6 +37,7 @@ from bot.handover.desk import HANDOVER_KEY, HandoverDesk
 log = logging.getLogger("bot.gateway.zalo")
 
 MAX_EVENT_BYTES = 64 * 1024
+MARK_SENT_ATTEMPTS = 6  # about 15 s of retries before the round fails (and resends)
 POLL_SECONDS = 1.0  # how often the workers look for retries that have come due
 LIST_TITLE = "Bạn chọn một mục bên dưới nhé"
 
@@ -187,13 +189,29 @@ async def _send(channel: ZaloChannel, item: queue.Outgoing) -> SendResult:
     return await channel.client.send_text(item.user_id, item.body["text"])
 
 
+async def _record_sent(url: str, outbox_id: int, message_id: str | None) -> None:
+    """Mark a reply Zalo accepted as sent, retrying while the database is briefly
+    unavailable (a lock held by another writer, PostgreSQL restarting): a reply left
+    "pending" after Zalo took it would be sent to the citizen a second time."""
+    for attempt in range(MARK_SENT_ATTEMPTS):
+        try:
+            await asyncio.to_thread(queue.mark_sent, url, outbox_id, message_id)
+            return
+        except OperationalError as exc:
+            if attempt == MARK_SENT_ATTEMPTS - 1:
+                raise
+            log.warning("zalo: reply %d sent but not recorded yet (%s); retrying",
+                        outbox_id, type(exc.orig).__name__ if exc.orig else exc)
+            await asyncio.sleep(min(5.0, 0.5 * 2 ** attempt))
+
+
 async def deliver(channel: ZaloChannel) -> int:
     """Send the replies that are due; returns how many Zalo accepted."""
     sent = 0
     for item in await asyncio.to_thread(queue.due, channel.url):
         result = await _send(channel, item)
         if result.ok:
-            await asyncio.to_thread(queue.mark_sent, channel.url, item.id, result.message_id)
+            await _record_sent(channel.url, item.id, result.message_id)
             sent += 1
             continue
         retry_in = min(300.0, 2.0 ** item.attempts)
