@@ -33,6 +33,11 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _urls(raw: str) -> tuple[str, ...]:
+    """A comma-separated list of base URLs, without blanks and trailing slashes."""
+    return tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
+
+
 def _path(env: dict[str, str], name: str, default: str) -> Path:
     """A file setting; a relative path is relative to the checkout, wherever the command runs."""
     path = Path((env.get(name) or "").strip() or default)
@@ -108,6 +113,15 @@ class Settings:
     # the Rasa servers a model is hot-swapped into (empty: RASA_URL alone).
     model_gate_margin: float = 0.01
     rasa_urls: tuple[str, ...] = ()
+    # Scaling out (README "Scaling out"): `bot run` starts this many Rasa replicas and action
+    # servers on consecutive ports from RASA_PORT / ACTIONS_PORT; the gateway spreads
+    # conversations over RASA_URLS (by default those replicas). REDIS_URL: Rasa's lock store
+    # (required with more than one replica; blank: in-memory locks, one replica).
+    rasa_replicas: int = 1
+    actions_replicas: int = 1
+    actions_urls: tuple[str, ...] = ()
+    redis_url: str = ""
+    lock_lifetime: int = 20  # seconds a dead replica's conversation lock blocks it at most
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -115,6 +129,18 @@ class Settings:
         env = dict(os.environ if env is None else env)
         rasa_port = _int(env, "RASA_PORT", 5005)
         actions_port = _int(env, "ACTIONS_PORT", 5055)
+        rasa_replicas = _int(env, "RASA_REPLICAS", 1)
+        actions_replicas = _int(env, "ACTIONS_REPLICAS", 1)
+        for name, n in (("RASA_REPLICAS", rasa_replicas), ("ACTIONS_REPLICAS", actions_replicas)):
+            if not 1 <= n <= 32:
+                raise SystemExit(f"{name} must be between 1 and 32, got {n}")
+        local_rasa = tuple(f"http://127.0.0.1:{rasa_port + i}" for i in range(rasa_replicas))
+        local_actions = tuple(f"http://127.0.0.1:{actions_port + i}"
+                              for i in range(actions_replicas))
+        redis_url = (env.get("REDIS_URL") or "").strip()
+        if rasa_replicas > 1 and not redis_url:
+            raise SystemExit("RASA_REPLICAS > 1 needs REDIS_URL (the lock store every replica "
+                             "shares); see README \"Scaling out\"")
         return cls(
             bot_host=env.get("BOT_HOST", "127.0.0.1"),
             bot_port=_int(env, "BOT_PORT", 8080),
@@ -164,7 +190,13 @@ class Settings:
             inbox_confidence=_float(env, "INBOX_CONFIDENCE", 0.6),
             nlu_corrections_file=_path(env, "NLU_CORRECTIONS_FILE", "data/nlu/corrections.yml"),
             model_gate_margin=_float(env, "MODEL_GATE_MARGIN", 0.01),
-            rasa_urls=tuple(u.strip().rstrip("/") for u in env.get("RASA_URLS", "").split(",")
-                            if u.strip())
-            or (env.get("RASA_URL") or f"http://127.0.0.1:{rasa_port}",),
+            rasa_urls=_urls(env.get("RASA_URLS", ""))
+            or ((env["RASA_URL"],) if env.get("RASA_URL") and rasa_replicas == 1 else local_rasa),
+            rasa_replicas=rasa_replicas,
+            actions_replicas=actions_replicas,
+            actions_urls=_urls(env.get("ACTIONS_URLS", ""))
+            or ((env["ACTIONS_URL"],) if env.get("ACTIONS_URL") and actions_replicas == 1
+                else local_actions),
+            redis_url=redis_url,
+            lock_lifetime=_int(env, "LOCK_LIFETIME", 20),
         )

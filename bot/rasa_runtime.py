@@ -21,6 +21,9 @@ Both were found by profiling our Rasa process with py-spy (README "Performance")
    find a saved tracker's new events (`_count_stored_events_once`); the prediction graph
    run in order without dask's scheduler (`_run_graphs_in_order`).
 
+4. Not for speed: a custom action that cannot run (action server down) gives the citizen
+   the gateway's apology instead of silence (`_apologise_when_actions_fail`).
+
 JAX, installed as a TensorFlow dependency, is kept out of the process: TensorFlow Lite's
 helpers import it when it is there (and do without it), which cost 2 s of every start and
 memory; nothing Rasa serves uses it.
@@ -145,9 +148,43 @@ def apply() -> None:
     RasaModel.load = _load_for_serving(RasaModel.__dict__["load"])  # type: ignore[method-assign]
     EndpointConfig.session = _kept_session(EndpointConfig.session)  # type: ignore[method-assign]
     common.all_subclasses = _events_walked_once(common.all_subclasses)
+    RemoteAction.run = _apologise_when_actions_fail(RemoteAction.run)  # type: ignore[method-assign]
     _count_stored_events_once()
     _run_graphs_in_order()
     _APPLIED = True
+
+
+def _apologise_when_actions_fail(run: Any) -> Any:
+    """A custom action that cannot run (action server down, restarting, answering 5xx):
+    Rasa logs the error and goes on as if the action had said nothing, so the citizen got
+    no answer at all. Here the citizen gets the same apology the gateway gives when Rasa
+    is down (with the hotline), and the turn ends; the next message runs normally once
+    the action server is back (tests/test_scale_out.py)."""
+    import logging
+    import os
+
+    from rasa.core.actions.action import ActionExecutionRejection
+    from rasa.shared.core.constants import ACTION_LISTEN_NAME
+    from rasa.shared.core.events import BotUttered, FollowupAction
+    from rasa.shared.exceptions import RasaException
+
+    from bot.gateway.errors import apology_text
+
+    log = logging.getLogger("bot.rasa_runtime")
+
+    @functools.wraps(run)
+    async def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await run(self, *args, **kwargs)
+        except ActionExecutionRejection:  # a form rejecting input: Rasa's own flow
+            raise
+        except RasaException as exc:
+            log.error("custom action %s failed, the citizen gets an apology: %s",
+                      self.name(), exc)
+            hotline = os.environ.get("SUPPORT_HOTLINE") or "18001096"
+            return [BotUttered(apology_text(hotline)), FollowupAction(ACTION_LISTEN_NAME)]
+
+    return wrapped
 
 
 STORED = "_dvc_stored_events"  # on a tracker: how many of its events the store holds

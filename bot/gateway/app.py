@@ -28,6 +28,7 @@ from bot.catalog.live_index import LiveIndex
 from bot.config import Settings
 from bot.gateway.errors import (
     ApiError,
+    apology_text,
     error_body,
     json_error_middleware,
     json_response,
@@ -89,10 +90,7 @@ def body_limit(settings: Settings) -> int:
 
 def apology(settings: Settings) -> str:
     """The message shown when the assistant cannot answer; always offers the hotline."""
-    return (
-        "Xin lỗi, hệ thống trợ lý đang bận hoặc tạm gián đoạn. Bạn vui lòng thử lại sau "
-        f"ít phút, hoặc gọi tổng đài {settings.support_hotline} để được hỗ trợ."
-    )
+    return apology_text(settings.support_hotline)
 
 
 def for_log(value: str) -> str:
@@ -115,7 +113,8 @@ async def rasa_client_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
     timeout = aiohttp.ClientTimeout(total=settings.rasa_timeout)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        app[RASA_KEY] = RasaClient(session, settings.rasa_url, settings.actions_url)
+        app[RASA_KEY] = RasaClient(session, settings.rasa_urls or settings.rasa_url,
+                                   settings.actions_urls or settings.actions_url)
         yield
 
 
@@ -303,6 +302,22 @@ async def _check_database(app: web.Application) -> tuple[bool, str]:
     return True, f"SELECT 1 ok; catalog has {state.size} procedures"
 
 
+async def _check_redis(redis_url: str) -> tuple[bool, str]:
+    """PING the lock store's Redis (a fresh connection: the probe must see an outage)."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    client = aioredis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        return False, (f"Redis unreachable ({type(exc).__name__}): replicas use their own "
+                       "conversation locks (degraded mode)")
+    finally:
+        await client.close()
+    return True, "PONG"
+
+
 async def _guarded(name: str, check: Awaitable[tuple[bool, str]]) -> dict[str, Any]:
     """Run one check so that a bug in it reports "not ok" instead of failing /healthz."""
     try:
@@ -325,8 +340,16 @@ async def healthz(request: web.Request) -> web.Response:
     )
     checks = dict(zip(names, results, strict=True))
     healthy = all(c["ok"] for c in results)
+    status = "ok" if healthy else "degraded"
+    settings = app[SETTINGS_KEY]
+    if settings.redis_url:
+        # Without Redis the replicas fall back to their own locks (bot/lock_store.py) and
+        # keep answering, so this reports the degraded mode but does not fail the probe.
+        checks["lock_store"] = await _guarded("lock_store", _check_redis(settings.redis_url))
+        if healthy and not checks["lock_store"]["ok"]:
+            status = "degraded"
     return json_response(
-        {"status": "ok" if healthy else "degraded", "checks": checks},
+        {"status": status, "checks": checks},
         status=200 if healthy else 503,
         headers={"Cache-Control": "no-store"},
     )

@@ -20,6 +20,14 @@ log = logging.getLogger("bot.gateway")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+
+def apology_text(hotline: str) -> str:
+    """What a citizen reads when the assistant cannot answer (Rasa down, an action server
+    down): one text for the gateway and for Rasa (bot.rasa_runtime), always with the
+    hotline."""
+    return ("Xin lỗi, hệ thống trợ lý đang bận hoặc tạm gián đoạn. Bạn vui lòng thử lại sau "
+            f"ít phút, hoặc gọi tổng đài {hotline} để được hỗ trợ.")
+
 # Paths whose clients expect JSON; everything else (the chat page, /static/) keeps
 # aiohttp's default handling.
 JSON_PREFIXES = ("/api/", "/healthz")
@@ -57,11 +65,13 @@ class ApiError(Exception):
     is decided in exactly one place.
     """
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers  # e.g. Retry-After on a 429
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -86,7 +96,12 @@ async def json_error_middleware(request: web.Request, handler: Handler) -> web.S
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message, headers=exc.headers)
+        if exc.status == 413:
+            # The rest of the body was never read: aiohttp drains it, but a client that
+            # reused this connection would wait behind megabytes of junk (up to 10 s).
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if not _wants_json(request) or exc.status < 400:
             raise

@@ -1,0 +1,270 @@
+"""The scaled-out profile, running: PostgreSQL (catalog, gateway tables, Rasa's tracker
+store), a Redis lock store, two Rasa replicas and two action servers behind the gateway.
+
+Real parts only: the machine's PostgreSQL (DATABASE_ADMIN_URL; one throw-away database),
+a Redis server of this module's own (so it can be stopped without disturbing anything
+else; `redis-server` must be installed, .ci/services installs it), real Rasa replicas and
+action servers started by bot.stack. Each test FAILS, never skips, when PostgreSQL or
+redis-server is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from bot.config import Settings
+from bot.gateway.rasa_client import replica_order
+from bot.stack import Stack
+from tests.conftest import free_port
+
+ADMIN_URL = os.environ.get("DATABASE_ADMIN_URL",
+                           "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+def consecutive_ports(n: int) -> int:
+    """A port p with p .. p+n-1 all free (replicas listen on consecutive ports)."""
+    for _ in range(200):
+        start = free_port()
+        socks = []
+        try:
+            for i in range(n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", start + i))
+            return start
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no consecutive free ports")
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port, stoppable and restartable."""
+
+    def __init__(self, workdir: Path) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.fail("redis-server is required (.ci/services installs it)")
+        self.exe, self.workdir, self.port = exe, workdir, free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", future=True)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"PostgreSQL is required at {ADMIN_URL} (.ci/services starts it): {exc}")
+    name = f"dvc_scale_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        from bot.catalog.db import session_scope
+        from bot.catalog.seed import load_seed
+
+        with session_scope(url) as s:
+            load_seed(s)
+        yield url
+    finally:
+        from bot.catalog.db import _ENGINES
+
+        engine = _ENGINES.pop(url, None)
+        if engine is not None:
+            engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(trained, pg_url: str, redis_server: RedisServer) -> Iterator[Stack]:
+    _, model = trained
+    settings = Settings.from_env({
+        "DATABASE_URL": pg_url, "REDIS_URL": redis_server.url,
+        "RASA_REPLICAS": "2", "ACTIONS_REPLICAS": "2",
+        "RASA_PORT": str(consecutive_ports(2)), "ACTIONS_PORT": str(consecutive_ports(2)),
+        "BOT_PORT": str(free_port()), "MODELS_DIR": str(model.parent),
+        "RATE_LIMIT_PER_MINUTE": "0", "RATE_LIMIT_ADDRESS_PER_MINUTE": "0",
+    })
+    st = Stack(settings, model, log_dir=model.parent / "logs-scale")
+    st.start(timeout=300)
+    try:
+        yield st
+    finally:
+        st.stop()
+
+
+def chat(st: Stack, sender: str, message: str) -> tuple[int, dict[str, Any]]:
+    url = f"http://{st.settings.bot_host}:{st.settings.bot_port}/api/v1/chat"
+    req = urllib.request.Request(url, data=json.dumps({"sender": sender, "text": message})
+                                 .encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def turns(pg_url: str, sender: str) -> list[int]:
+    """For each user message of `sender` in Rasa's tracker store (PostgreSQL), how many bot
+    turns followed it (a turn ends with `action_listen`): 1 each when nothing was lost or
+    answered twice."""
+    engine = create_engine(pg_url, future=True)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT type_name, action_name FROM events WHERE sender_id = :s "
+                "ORDER BY timestamp, id"), {"s": sender}).all()
+    finally:
+        engine.dispose()
+    counts: list[int] = []
+    for kind, action in rows:
+        if kind == "user":
+            counts.append(0)
+        elif kind == "action" and action == "action_listen" and counts:
+            counts[-1] += 1
+    return counts
+
+
+def senders_on(st: Stack, replica: int, n: int, prefix: str) -> list[str]:
+    urls = list(st.settings.rasa_urls)
+    picked = [s for s in (f"{prefix}-{i}" for i in range(500))
+              if replica_order(s, urls)[0] == urls[replica]]
+    return picked[:n]
+
+
+QUESTIONS = ("chào bạn", "đăng ký khai sinh cần giấy tờ gì", "lệ phí bao nhiêu")
+
+
+def test_conversations_spread_over_replicas_one_turn_per_message(stack: Stack,
+                                                                 pg_url: str) -> None:
+    senders = senders_on(stack, 0, 4, "spread") + senders_on(stack, 1, 4, "spread")
+
+    def converse(sender: str) -> list[int]:
+        return [chat(stack, sender, q)[0] for q in QUESTIONS]
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(converse, senders))
+    assert all(s == [200, 200, 200] for s in statuses), statuses
+    for sender in senders:
+        assert turns(pg_url, sender) == [1, 1, 1], sender
+
+
+def test_a_killed_replica_moves_its_conversations(stack: Stack, pg_url: str) -> None:
+    moving = senders_on(stack, 1, 3, "moving")
+    for sender in moving:  # started on replica 2
+        assert chat(stack, sender, QUESTIONS[0])[0] == 200
+    stack.kill("rasa-2")
+    try:
+        for sender in moving:
+            status, body = chat(stack, sender, QUESTIONS[1])
+            assert status == 200, body
+            assert "Hồ sơ" in " ".join(m["text"] for m in body["messages"])
+        _, health = chat_health(stack)
+        assert health["checks"]["rasa"]["ok"] and "1/2 replicas up" in \
+            health["checks"]["rasa"]["detail"]
+    finally:
+        stack.restart("rasa-2", timeout=300)
+    for sender in moving:  # back on their replica, nothing lost or repeated
+        assert chat(stack, sender, QUESTIONS[2])[0] == 200
+        assert turns(pg_url, sender) == [1, 1, 1], sender
+
+
+def test_without_action_servers_the_citizen_gets_an_apology(stack: Stack) -> None:
+    sender = f"noactions-{uuid.uuid4().hex[:6]}"
+    for name in ("actions", "actions-2"):
+        stack.kill(name)
+    try:
+        status, body = chat(stack, sender, QUESTIONS[1])
+        joined = " ".join(m["text"] for m in body["messages"])
+        assert "Xin lỗi" in joined, (status, body)
+    finally:
+        for name in ("actions", "actions-2"):
+            stack.restart(name)
+    status, body = chat(stack, sender, QUESTIONS[1])
+    assert status == 200 and "Hồ sơ" in " ".join(m["text"] for m in body["messages"])
+
+
+def test_redis_down_is_a_degraded_mode_not_an_outage(stack: Stack,
+                                                     redis_server: RedisServer,
+                                                     pg_url: str) -> None:
+    sender = f"noredis-{uuid.uuid4().hex[:6]}"
+    redis_server.stop()
+    try:
+        status, health = chat_health(stack)
+        assert status == 200 and health["status"] == "degraded"
+        assert health["checks"]["lock_store"]["ok"] is False
+        assert "degraded" in health["checks"]["lock_store"]["detail"]
+        for q in QUESTIONS[:2]:
+            status, body = chat(stack, sender, q)
+            assert status == 200 and body["messages"], body
+        logs = stack.log_tail("rasa", 400) + stack.log_tail("rasa-2", 400)
+        assert "degraded mode" in logs
+    finally:
+        redis_server.start()
+    time.sleep(11)  # the replicas try Redis again after bot.lock_store.RETRY_SECONDS
+    status, body = chat(stack, sender, QUESTIONS[2])
+    assert status == 200
+    assert turns(pg_url, sender) == [1, 1, 1]
+    status, health = chat_health(stack)
+    assert health["checks"]["lock_store"]["ok"] is True
+
+
+def chat_health(st: Stack) -> tuple[int, dict[str, Any]]:
+    url = f"http://{st.settings.bot_host}:{st.settings.bot_port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
