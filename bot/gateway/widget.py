@@ -127,8 +127,10 @@ class Limits:
     def check(self, session: str, address: str | None) -> None:
         """Count one message; ApiError 429 with a Vietnamese message when over a limit."""
         if not self.address.allow(address or "?") or not self.session.allow(session):
+            # Retry-After: an upper bound (one window); HTTP clients and proxies honour it.
             raise ApiError(429, "rate_limited", "Bạn gửi nhanh quá, vui lòng chờ một chút "
-                                                "rồi gửi tiếp nhé.")
+                                                "rồi gửi tiếp nhé.",
+                           headers={"Retry-After": str(int(self.session.window))})
 
 
 ORIGINS_KEY = web.AppKey("origins", OriginPolicy)

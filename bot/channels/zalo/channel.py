@@ -76,7 +76,9 @@ async def webhook(request: web.Request) -> web.Response:
                               "Kênh Zalo chưa được cấu hình (ZALO_APP_ID, ZALO_OA_SECRET_KEY).")
     raw = await request.content.read(MAX_EVENT_BYTES + 1)
     if len(raw) > MAX_EVENT_BYTES:
-        return error_response(413, "too_large", "Sự kiện quá lớn.")
+        response = error_response(413, "too_large", "Sự kiện quá lớn.")
+        response.force_close()  # the rest is unread: no keep-alive behind it (see errors.py)
+        return response
     s = channel.settings
     try:
         verify(request.headers.get(SIGNATURE_HEADER), raw, s.zalo_app_id,
