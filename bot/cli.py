@@ -443,6 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
+    from bot.bench.scale import add_parser as add_loadtest_parser
+
+    add_loadtest_parser(sub)
+    from bot.migrations.cli import add_parser as add_db_parser
+
+    add_db_parser(sub)
     return p
 
 

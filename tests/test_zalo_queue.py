@@ -99,3 +99,25 @@ def test_sqlite_waits_for_another_writer_instead_of_failing_at_once(db_url: str)
     with get_engine(db_url).connect() as conn:
         busy_ms = conn.execute(text("PRAGMA busy_timeout")).scalar_one()
     assert busy_ms == int(SQLITE_BUSY_SECONDS * 1000) and SQLITE_BUSY_SECONDS > 5
+
+
+def test_a_users_lease_has_one_holder_until_released_or_expired(db_url: str) -> None:
+    """Several gateways run the Zalo worker: a user's events and replies go through the
+    one holding the user's lease (each event to Rasa once, each reply sent once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert queue.claim(db_url, "gw-a", "u1")
+    assert queue.claim(db_url, "gw-a", "u1")  # renewing is fine
+    assert not queue.claim(db_url, "gw-b", "u1")
+    assert queue.claim(db_url, "gw-b", "u2")
+    queue.release(db_url, "gw-b", ["u1"])  # not b's: nothing happens
+    assert not queue.claim(db_url, "gw-b", "u1")
+    queue.release(db_url, "gw-a", ["u1"])
+    assert queue.claim(db_url, "gw-b", "u1")
+    assert queue.claim(db_url, "gw-c", "u3", seconds=-1)  # a lease its process let expire
+    assert queue.claim(db_url, "gw-a", "u3")
+
+    with ThreadPoolExecutor(8) as pool:  # eight workers race for fresh users
+        for user in ("r1", "r2", "r3"):
+            wins = list(pool.map(lambda i, u=user: queue.claim(db_url, f"w{i}", u), range(8)))
+            assert sum(wins) == 1, (user, wins)

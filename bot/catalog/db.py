@@ -21,7 +21,7 @@ SQLITE_BUSY_SECONDS = 30.0
 def get_engine(database_url: str) -> Engine:
     """One engine per URL per process; creates the SQLite file's folder and the tables.
 
-    It also adds columns a newer release introduced (see `bot.catalog.schema`).
+    It also migrates the schema to this release (Alembic, see `bot.catalog.schema`).
     """
     engine = _ENGINES.get(database_url)
     if engine is not None:

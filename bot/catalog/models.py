@@ -250,6 +250,22 @@ class ZaloOutbox(Base):
     sent_at = Column(DateTime)
 
 
+class ZaloLease(Base):
+    """Which gateway process answers and delivers for a Zalo user right now.
+
+    With several gateways (README "Scaling out") every one runs the Zalo worker; a worker
+    handles a user's events and replies only while it holds that user's lease, so each
+    event reaches Rasa once and each reply is sent once, in order. A lease that is not
+    renewed (its process died) expires and another worker takes the user over.
+    """
+
+    __tablename__ = "zalo_leases"
+
+    user_id = Column(String(64), primary_key=True)
+    owner = Column(String(96), nullable=False)
+    lease_until = Column(DateTime, nullable=False)
+
+
 class ZaloToken(Base):
     """The current OA token pair (one row). Refresh tokens rotate on every use."""
 

@@ -14,7 +14,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +55,9 @@ class ZaloChannel:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     handover: Callable[[], HandoverDesk | None] = lambda: None
     tasks: list[asyncio.Task] = field(default_factory=list)
+    # This worker's name on the user leases (queue.claim): unique per process and channel.
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()[:40]}-{os.getpid()}-"
+                       f"{uuid.uuid4().hex[:8]}")
 
     @property
     def url(self) -> str:
@@ -162,19 +168,36 @@ async def _answer(channel: ZaloChannel, event: ZaloEvent, inbox_id: int | None =
 async def process_inbox(channel: ZaloChannel) -> int:
     """Answer the stored events that have no replies yet; returns how many were done."""
     done = 0
-    for inbox_id, raw in await asyncio.to_thread(queue.unprocessed, channel.url):
-        try:
-            event = parse_event(json.loads(raw))
-        except (ValueError, RecursionError):
-            event = parse_event(None)
-        try:
-            replies = await _answer(channel, event, inbox_id)
-        except RasaUnavailable as exc:
-            log.warning("zalo: assistant unavailable, event %d stays queued: %s", inbox_id, exc)
-            break  # keep order; the next round retries
-        if await asyncio.to_thread(queue.complete, channel.url, inbox_id, event.user_id,
-                                   replies):
-            done += 1
+    held: list[str] = []
+    skipped: set[str] = set()  # users another worker holds, or that must wait (order)
+    try:
+        for inbox_id, user_id, raw in await asyncio.to_thread(queue.unprocessed_by_user,
+                                                              channel.url):
+            key = user_id or ""
+            if key in skipped:
+                continue
+            # Several gateways may run this worker: a user's events are answered only by
+            # the worker holding that user's lease, one at a time and in order.
+            if not await asyncio.to_thread(queue.claim, channel.url, channel.owner, key):
+                skipped.add(key)
+                continue
+            if key not in held:
+                held.append(key)
+            try:
+                event = parse_event(json.loads(raw))
+            except (ValueError, RecursionError):
+                event = parse_event(None)
+            try:
+                replies = await _answer(channel, event, inbox_id)
+            except RasaUnavailable as exc:
+                log.warning("zalo: assistant unavailable, event %d stays queued: %s",
+                            inbox_id, exc)
+                break  # keep order; the next round retries
+            if await asyncio.to_thread(queue.complete, channel.url, inbox_id, event.user_id,
+                                       replies):
+                done += 1
+    finally:
+        await asyncio.to_thread(queue.release, channel.url, channel.owner, held)
     return done
 
 
@@ -210,19 +233,33 @@ async def _record_sent(url: str, outbox_id: int, message_id: str | None) -> None
 async def deliver(channel: ZaloChannel) -> int:
     """Send the replies that are due; returns how many Zalo accepted."""
     sent = 0
-    for item in await asyncio.to_thread(queue.due, channel.url):
-        result = await _send(channel, item)
-        if result.ok:
-            await _record_sent(channel.url, item.id, result.message_id)
-            sent += 1
-            continue
-        retry_in = min(300.0, 2.0 ** item.attempts)
-        log.warning("zalo: reply %d to %s not sent (%s %s)%s", item.id,
-                    mask_user_id(item.user_id), result.code, result.message,
-                    "" if not result.permanent else ", given up")
-        await asyncio.to_thread(queue.mark_failed, channel.url, item.id, result.permanent,
-                                f"{result.code}: {result.message}", retry_in)
+    held: list[str] = []
+    try:
+        for item in await asyncio.to_thread(queue.due, channel.url):
+            # Only the worker holding the user's lease sends (once, in order).
+            if not await asyncio.to_thread(queue.claim, channel.url, channel.owner,
+                                           item.user_id):
+                continue
+            held.append(item.user_id)
+            sent += await _deliver_one(channel, item)
+    finally:
+        await asyncio.to_thread(queue.release, channel.url, channel.owner, held)
     return sent
+
+
+async def _deliver_one(channel: ZaloChannel, item: queue.Outgoing) -> int:
+    """Send one due reply and record the outcome; 1 when Zalo accepted it."""
+    result = await _send(channel, item)
+    if result.ok:
+        await _record_sent(channel.url, item.id, result.message_id)
+        return 1
+    retry_in = min(300.0, 2.0 ** item.attempts)
+    log.warning("zalo: reply %d to %s not sent (%s %s)%s", item.id,
+                mask_user_id(item.user_id), result.code, result.message,
+                "" if not result.permanent else ", given up")
+    await asyncio.to_thread(queue.mark_failed, channel.url, item.id, result.permanent,
+                            f"{result.code}: {result.message}", retry_in)
+    return 0
 
 
 async def _worker(channel: ZaloChannel) -> None:

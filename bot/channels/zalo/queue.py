@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.catalog.db import session_scope
-from bot.catalog.models import ZaloInbox, ZaloOutbox, ZaloToken
+from bot.catalog.models import ZaloInbox, ZaloLease, ZaloOutbox, ZaloToken
+
+LEASE_SECONDS = 120.0  # longer than a turn (RASA_TIMEOUT) plus a send; renewed per item
 
 
 def utcnow() -> datetime:
@@ -51,11 +53,52 @@ def record_event(url: str, key: str, user_id: str | None, raw: bytes) -> bool:
 
 def unprocessed(url: str, limit: int = 50) -> list[tuple[int, str]]:
     """(id, event JSON) of stored events without replies yet, oldest first."""
+    return [(i, raw) for i, _, raw in unprocessed_by_user(url, limit)]
+
+
+def unprocessed_by_user(url: str, limit: int = 50) -> list[tuple[int, str | None, str]]:
+    """(id, user id, event JSON) of stored events without replies yet, oldest first."""
     with session_scope(url) as s:
-        rows = s.execute(select(ZaloInbox.id, ZaloInbox.event)
+        rows = s.execute(select(ZaloInbox.id, ZaloInbox.user_id, ZaloInbox.event)
                          .where(ZaloInbox.processed_at.is_(None))
                          .order_by(ZaloInbox.id).limit(limit)).all()
-        return [(r.id, r.event) for r in rows]
+        return [(r.id, r.user_id, r.event) for r in rows]
+
+
+def claim(url: str, owner: str, user_id: str, seconds: float = LEASE_SECONDS) -> bool:
+    """Take or renew the lease on a Zalo user for `owner`; False when another live worker
+    holds it. One conditional UPDATE (or an INSERT racing on the primary key): atomic on
+    SQLite and PostgreSQL alike, whatever the isolation level."""
+    now = utcnow()
+    until = now + timedelta(seconds=seconds)
+    with session_scope(url) as s:
+        taken = s.execute(update(ZaloLease)
+                          .where(ZaloLease.user_id == user_id,
+                                 or_(ZaloLease.owner == owner, ZaloLease.lease_until < now))
+                          .values(owner=owner, lease_until=until)
+                          .execution_options(synchronize_session=False))
+        if taken.rowcount == 1:
+            return True
+        exists = s.execute(select(ZaloLease.user_id)
+                           .where(ZaloLease.user_id == user_id)).first()
+        if exists is not None:
+            return False
+    try:
+        with session_scope(url) as s:
+            s.add(ZaloLease(user_id=user_id, owner=owner, lease_until=until))
+        return True
+    except IntegrityError:  # another worker inserted it first
+        return False
+
+
+def release(url: str, owner: str, user_ids: list[str]) -> None:
+    """Give up `owner`'s leases on these users (done with them for this round)."""
+    if not user_ids:
+        return
+    with session_scope(url) as s:
+        s.execute(delete(ZaloLease).where(ZaloLease.owner == owner,
+                                          ZaloLease.user_id.in_(user_ids))
+                  .execution_options(synchronize_session=False))
 
 
 def complete(url: str, inbox_id: int, user_id: str | None,
