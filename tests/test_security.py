@@ -20,7 +20,8 @@ from tests.conftest import free_port
 
 # Routes a citizen (or Zalo, or a load balancer) may call without an operator login.
 PUBLIC = {
-    ("GET", "/"), ("GET", "/console"), ("GET", "/healthz"), ("GET", "/demo"), ("GET", "/demo/demo.css"),
+    ("GET", "/"), ("GET", "/console"), ("GET", "/healthz"), ("GET", "/demo"),
+    ("GET", "/demo/demo.css"),
     ("GET", "/widget.js"), ("GET", "/widget.css"), ("GET", "/static"),
     ("GET", "/console/static"), ("GET", "/console/login"), ("POST", "/console/login"),
     ("POST", "/console/logout"),
@@ -78,7 +79,8 @@ SECRET_PATTERNS = {
     "Slack token": re.compile(r"\bxox[abpr]-[A-Za-z0-9-]{10,}\b"),
     "password in a URL": re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:([^/\s@'\"]+)@"),
     "assigned secret": re.compile(
-        r"(?i)\b(?:secret|password|passwd|token|api_key)\w*\s*[:=]\s*['\"]([A-Za-z0-9_\-+/]{24,})['\"]"),
+        r"(?i)\w*(?:secret|password|passwd|token|api_key)\w*\s*[:=]\s*['\"]"
+        r"([A-Za-z0-9_\-+/]{24,})['\"]"),
 }
 # Placeholders and the throw-away values tests use on loopback.
 ALLOWED_VALUES = {"secret", "s3cret", "s%40cret", "pw", "CHANGE-ME", "password", "pass", "x", "p"}
