@@ -18,12 +18,14 @@ Configured in the endpoints file `bot.stack` writes when REDIS_URL is set:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
+import rasa.core.lock_store as lock_store_module
 from rasa.core.lock import TicketLock
-from rasa.core.lock_store import InMemoryLockStore, LockStore, RedisLockStore
+from rasa.core.lock_store import InMemoryLockStore, LockError, LockStore, RedisLockStore
 from rasa.utils.endpoints import EndpointConfig
 from redis.exceptions import RedisError
 
@@ -71,6 +73,32 @@ class FallbackRedisLockStore(LockStore):
                 self._recovered()
                 return result
         return getattr(self.memory, name)(*args)
+
+    async def _acquire_lock(self, conversation_id: str, ticket: int,
+                            wait_time_in_seconds: float) -> TicketLock:
+        """Rasa's wait for our turn, with the waiting ticket kept alive.
+
+        In Rasa's loop a waiting ticket expires like the one it waits for: when a replica
+        dies holding a conversation's lock, the ticket of the replica waiting behind it
+        (issued moments later, same lifetime) expires within the same poll, and the waiter
+        then spins until its client gives up (seen in `bot loadtest`: a killed replica's
+        conversations hung for the gateway's whole timeout). Here a waiter renews its own
+        ticket on every poll — it is alive — so only a dead holder's ticket runs out.
+        """
+        while True:
+            lock = self.get_lock(conversation_id)
+            if lock is None:
+                break
+            if not lock.is_locked(ticket):
+                return lock
+            mine = next((t for t in lock.tickets if t.number == ticket), None)
+            if mine is None:  # our ticket is gone (Redis flushed or failed over)
+                break
+            mine.expires = max(mine.expires, time.time() + lock_store_module.LOCK_LIFETIME)
+            lock.remove_expired_tickets()
+            self.save_lock(lock)
+            await asyncio.sleep(wait_time_in_seconds)
+        raise LockError(f"Could not acquire lock for conversation_id '{conversation_id}'.")
 
     def get_lock(self, conversation_id: str) -> TicketLock | None:
         return self._call("get_lock", conversation_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -303,3 +304,21 @@ def test_redis_lock_store_shares_locks_and_degrades_without_redis(caplog) -> Non
     assert down.degraded
     assert asyncio.run(turn()) is True
     assert sum("degraded mode" in r.getMessage() for r in caplog.records) == 1  # once
+
+
+def test_a_conversation_locked_by_a_dead_replica_is_freed_after_its_lifetime() -> None:
+    """Replica A took a conversation's lock and died; replica B waits behind it. In Rasa's
+    own loop B's ticket expired with A's and B waited until its client gave up."""
+    a, b = _redis_lock_store(REDIS_URL), _redis_lock_store(REDIS_URL)
+    conversation = f"dead-holder-{os.getpid()}"
+    a.delete_lock(conversation)
+    a.issue_ticket(conversation, 1.0)  # A holds the lock, then dies (never cleans up)
+
+    async def wait_behind() -> float:
+        started = time.monotonic()
+        async with b.lock(conversation, lock_lifetime=1.0, wait_time_in_seconds=0.1):
+            return time.monotonic() - started
+
+    waited = asyncio.run(asyncio.wait_for(wait_behind(), 10))
+    assert 0.8 < waited < 3.0
+    assert b.get_lock(conversation) is None or not b.get_lock(conversation).tickets

@@ -199,3 +199,51 @@ def test_gateway_restart_between_receive_and_send_delivers_once(stack: Stack,
         statuses = s.execute(select(ZaloOutbox.status).where(ZaloOutbox.user_id == user)
                              ).scalars().all()
     assert statuses and set(statuses) == {"sent"}
+
+
+def test_two_gateways_answer_each_event_once_and_send_each_reply_once(
+        stack: Stack, zalo: FakeZalo) -> None:
+    """Scaled out, every gateway runs the Zalo worker on the shared database: the user
+    leases make each stored event reach Rasa once and each reply go out once, whichever
+    gateway Zalo's webhook hit (README "Zalo with several gateways")."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from sqlalchemy import text as sql
+
+    from bot.config import ROOT
+    from bot.stack import service_env, wait_http
+    from tests.conftest import free_port
+
+    other = Stack(dataclasses.replace(stack.settings, bot_port=free_port()), stack.model)
+    env = service_env(other.settings)
+    log = open(stack.log_dir / "gateway-second.log", "ab")  # noqa: SIM115
+    second = subprocess.Popen([sys.executable, "-m", "bot", "gateway"], cwd=ROOT, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_http(f"http://{other.settings.bot_host}:{other.settings.bot_port}/healthz",
+                         120, second)
+        users = [f"u-two-{i}" for i in range(6)]
+        for turn, question in enumerate(("xin chào", "đăng ký khai sinh cần giấy tờ gì")):
+            for i, user in enumerate(users):
+                gateway = (stack, other)[(i + turn) % 2]  # alternate between the two
+                assert post(gateway, zalo, text_event(user, f"msg-two-{i}-{turn}",
+                                                      question))[0] == 200
+        for user in users:
+            wait_until(lambda u=user: any("Hồ sơ cần chuẩn bị" in t
+                                          for t in texts_to(zalo, u)), 120)
+        time.sleep(4)  # anything sent twice would have arrived by now
+        for user in users:
+            sent = texts_to(zalo, user)
+            assert sum("Hồ sơ cần chuẩn bị" in t for t in sent) == 1, sent
+            assert len(sent) == len(set(sent)), sent
+            with session_scope(stack.settings.database_url) as s:
+                heard = s.execute(sql("SELECT count(*) FROM events WHERE sender_id = :s "
+                                      "AND type_name = 'user'"),
+                                  {"s": f"zalo-{user}"}).scalar_one()
+            assert heard == 2, (user, heard)  # each event reached Rasa exactly once
+    finally:
+        second.terminate()
+        second.wait(15)
+        log.close()

@@ -121,3 +121,17 @@ def test_a_users_lease_has_one_holder_until_released_or_expired(db_url: str) -> 
         for user in ("r1", "r2", "r3"):
             wins = list(pool.map(lambda i, u=user: queue.claim(db_url, f"w{i}", u), range(8)))
             assert sum(wins) == 1, (user, wins)
+
+
+def test_a_newly_configured_token_pair_replaces_the_rotated_old_one(db_url: str) -> None:
+    """Re-authorising the OA gives a new pair in ZALO_ACCESS_TOKEN/ZALO_REFRESH_TOKEN; the
+    pair rotated from the old authorisation must not keep being used (it is dead)."""
+    store = queue.DbTokenStore(db_url, "acc-0", "ref-0")
+    asyncio.run(store.save("acc-1", "ref-1"))  # rotated from the configured pair
+    same_config = queue.DbTokenStore(db_url, "acc-0", "ref-0")  # a restart
+    assert asyncio.run(same_config.get()) == ("acc-1", "ref-1")
+    reauthorised = queue.DbTokenStore(db_url, "acc-NEW", "ref-NEW")
+    assert asyncio.run(reauthorised.get()) == ("acc-NEW", "ref-NEW")
+    asyncio.run(reauthorised.save("acc-NEW-2", "ref-NEW-2"))
+    assert asyncio.run(queue.DbTokenStore(db_url, "acc-NEW", "ref-NEW").get()) == (
+        "acc-NEW-2", "ref-NEW-2")

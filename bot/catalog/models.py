@@ -275,6 +275,9 @@ class ZaloToken(Base):
     access_token = Column(Text, nullable=False)
     refresh_token = Column(Text, nullable=False)
     updated_at = Column(DateTime, nullable=False)
+    # SHA-256 of the configured pair (ZALO_ACCESS_TOKEN/ZALO_REFRESH_TOKEN) this row grew
+    # from: a re-authorised OA configured with a new pair replaces the rotated old one.
+    configured = Column(String(64))
 
 
 class ApplicationRecord(Base):

@@ -9,6 +9,7 @@ Zalo accepted it. Everything here is synchronous SQLAlchemy, run in a thread by 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -183,6 +184,7 @@ class DbTokenStore:
     def __init__(self, url: str, access: str, refresh: str) -> None:
         self.url = url
         self._initial = (access, refresh)
+        self._configured = hashlib.sha256(f"{access}\n{refresh}".encode()).hexdigest()
 
     def __repr__(self) -> str:
         return "DbTokenStore(<tokens hidden>)"
@@ -195,16 +197,21 @@ class DbTokenStore:
     def _get(self) -> tuple[str, str]:
         with session_scope(self.url) as s:
             row = self._latest(s)
-            return (row.access_token, row.refresh_token) if row else self._initial
+            if row is None or (row.configured and row.configured != self._configured):
+                # Nothing stored yet, or the operator configured a new pair (re-authorised
+                # the OA): the stored one grew from the old authorisation.
+                return self._initial
+            return row.access_token, row.refresh_token
 
     def _save(self, access: str, refresh: str) -> None:
         with session_scope(self.url) as s:
             row = self._latest(s)
             if row is None:
                 s.add(ZaloToken(access_token=access, refresh_token=refresh,
-                                updated_at=utcnow()))
+                                updated_at=utcnow(), configured=self._configured))
             else:
                 row.access_token, row.refresh_token, row.updated_at = access, refresh, utcnow()
+                row.configured = self._configured
 
     async def get(self) -> tuple[str, str]:
         return await asyncio.to_thread(self._get)
