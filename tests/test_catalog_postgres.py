@@ -1,6 +1,6 @@
-"""The same catalog code on PostgreSQL (the scaled-out database), when one is reachable.
+"""The same catalog code on PostgreSQL (the scaled-out database); fails without one.
 
-CI machines run PostgreSQL on 127.0.0.1:5432 with trust auth; `DVC_TEST_POSTGRES_URL`
+CI machines run PostgreSQL on 127.0.0.1:5432 with trust auth; `DATABASE_ADMIN_URL`
 points elsewhere. Each run uses its own throw-away database.
 """
 
@@ -18,7 +18,7 @@ from bot.catalog.models import Procedure
 from bot.catalog.search import CatalogIndex
 from bot.catalog.seed import load_seed
 
-ADMIN_URL = os.environ.get("DVC_TEST_POSTGRES_URL",
+ADMIN_URL = os.environ.get("DATABASE_ADMIN_URL",
                            "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 
@@ -29,7 +29,8 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any connection failure means "not here"
-        pytest.skip(f"PostgreSQL not reachable at {ADMIN_URL}: {exc.__class__.__name__}")
+        pytest.fail(f"PostgreSQL is required at {ADMIN_URL} (.ci/services starts it): "
+                    f"{exc.__class__.__name__}")
     name = f"dvc_test_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))

@@ -46,7 +46,7 @@ WIDGET = "console-widget-0001"
 NONSENSE = "xyzzy qwerty blorp"
 FEE_QUESTION = "làm lại căn cước hết bao nhiêu tiền"
 PASSPORT = "hộ chiếu cần giấy tờ gì"
-PG_ADMIN = os.environ.get("DVC_TEST_POSTGRES_URL",
+PG_ADMIN = os.environ.get("DATABASE_ADMIN_URL",
                           "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 _SHARED: dict[str, Any] = {}
 
@@ -258,7 +258,8 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any connection failure means "not here"
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {exc.__class__.__name__}")
+        pytest.fail(f"PostgreSQL is required at {PG_ADMIN} (.ci/services starts it): "
+                    f"{exc.__class__.__name__}")
     name = f"dvc_test_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
