@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -33,7 +34,10 @@ OA_SECRET = "fake-oa-secret-key"
 def zalo() -> Iterator[FakeZalo]:
     """The fake Zalo platform, served from a background thread's event loop."""
     loop = asyncio.new_event_loop()
-    fake = FakeZalo()
+    # Each module's fake OA is its own authorisation (its own first token pair): modules
+    # share the session's database, where an earlier module's rotated pair is stored.
+    tag = uuid.uuid4().hex[:8]
+    fake = FakeZalo(access_token=f"fake-access-{tag}", refresh_token=f"fake-refresh-{tag}")
     ready = threading.Event()
 
     def run() -> None:

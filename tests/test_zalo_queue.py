@@ -135,3 +135,17 @@ def test_a_newly_configured_token_pair_replaces_the_rotated_old_one(db_url: str)
     asyncio.run(reauthorised.save("acc-NEW-2", "ref-NEW-2"))
     assert asyncio.run(queue.DbTokenStore(db_url, "acc-NEW", "ref-NEW").get()) == (
         "acc-NEW-2", "ref-NEW-2")
+
+
+def test_work_is_read_again_under_the_lease(db_url: str) -> None:
+    """A worker's list may predate another worker's round: after taking the lease it asks
+    again whether the event still waits and the reply is still due."""
+    queue.record_event(db_url, "k-again", "u7", b"{}")
+    [(inbox_id, _)] = queue.unprocessed(db_url)
+    assert queue.still_unprocessed(db_url, inbox_id)
+    queue.complete(db_url, inbox_id, "u7", [("text", {"text": "một"})])
+    assert not queue.still_unprocessed(db_url, inbox_id)
+    [item] = queue.due(db_url)
+    assert queue.still_due(db_url, item.id)
+    queue.mark_sent(db_url, item.id, "zid")
+    assert not queue.still_due(db_url, item.id)

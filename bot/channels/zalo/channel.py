@@ -183,6 +183,8 @@ async def process_inbox(channel: ZaloChannel) -> int:
                 continue
             if key not in held:
                 held.append(key)
+            if not await asyncio.to_thread(queue.still_unprocessed, channel.url, inbox_id):
+                continue  # another worker answered it after our list was read
             try:
                 event = parse_event(json.loads(raw))
             except (ValueError, RecursionError):
@@ -241,6 +243,8 @@ async def deliver(channel: ZaloChannel) -> int:
                                            item.user_id):
                 continue
             held.append(item.user_id)
+            if not await asyncio.to_thread(queue.still_due, channel.url, item.id):
+                continue  # another worker sent it after our list was read
             sent += await _deliver_one(channel, item)
     finally:
         await asyncio.to_thread(queue.release, channel.url, channel.owner, held)

@@ -66,6 +66,23 @@ def unprocessed_by_user(url: str, limit: int = 50) -> list[tuple[int, str | None
         return [(r.id, r.user_id, r.event) for r in rows]
 
 
+def still_unprocessed(url: str, inbox_id: int) -> bool:
+    """Whether an event still waits for its answer: read again after taking the user's
+    lease, because the list it came from may predate another worker's round."""
+    with session_scope(url) as s:
+        return s.execute(select(ZaloInbox.id).where(ZaloInbox.id == inbox_id,
+                                                    ZaloInbox.processed_at.is_(None))
+                         ).first() is not None
+
+
+def still_due(url: str, outbox_id: int) -> bool:
+    """Whether a reply is still pending and due (read again under the user's lease)."""
+    with session_scope(url) as s:
+        return s.execute(select(ZaloOutbox.id).where(
+            ZaloOutbox.id == outbox_id, ZaloOutbox.status == "pending",
+            ZaloOutbox.next_attempt_at <= utcnow())).first() is not None
+
+
 def claim(url: str, owner: str, user_id: str, seconds: float = LEASE_SECONDS) -> bool:
     """Take or renew the lease on a Zalo user for `owner`; False when another live worker
     holds it. One conditional UPDATE (or an INSERT racing on the primary key): atomic on
