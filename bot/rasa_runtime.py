@@ -22,7 +22,10 @@ Both were found by profiling our Rasa process with py-spy (README "Performance")
    run in order without dask's scheduler (`_run_graphs_in_order`).
 
 4. Not for speed: a custom action that cannot run (action server down) gives the citizen
-   the gateway's apology instead of silence (`_apologise_when_actions_fail`).
+   the gateway's apology instead of silence (`_apologise_when_actions_fail`); the tracker
+   store retries reads and writes while the database restarts (`_retry_database`, a retried
+   write never stores a turn twice) and checks pooled connections before use; a turn that
+   still fails gives the apology instead of an answer that was never stored.
 
 JAX, installed as a TensorFlow dependency, is kept out of the process: TensorFlow Lite's
 helpers import it when it is there (and do without it), which cost 2 s of every start and
@@ -149,6 +152,7 @@ def apply() -> None:
     EndpointConfig.session = _kept_session(EndpointConfig.session)  # type: ignore[method-assign]
     common.all_subclasses = _events_walked_once(common.all_subclasses)
     RemoteAction.run = _apologise_when_actions_fail(RemoteAction.run)  # type: ignore[method-assign]
+    _apologise_when_a_turn_fails()
     _count_stored_events_once()
     _run_graphs_in_order()
     _APPLIED = True
@@ -187,7 +191,66 @@ def _apologise_when_actions_fail(run: Any) -> Any:
     return wrapped
 
 
+def _apologise_when_a_turn_fails() -> None:
+    """When handling a message fails (its tracker could not be saved, even after
+    `_retry_database`), Rasa's REST channel still returns what the bot had said: the
+    citizen reads an answer whose turn was never stored. Here those messages are replaced
+    by the apology, so the citizen knows to send the message again and nothing that looked
+    answered is lost."""
+    import logging
+    import os
+
+    from rasa.core.processor import MessageProcessor
+
+    from bot.gateway.errors import apology_text
+
+    original = MessageProcessor.handle_message
+    log = logging.getLogger("bot.rasa_runtime")
+
+    @functools.wraps(original)
+    async def handle_message(self: Any, message: Any) -> Any:  # noqa: ANN401
+        try:
+            return await original(self, message)
+        except Exception as exc:
+            collected = getattr(message.output_channel, "messages", None)
+            if isinstance(collected, list):
+                collected.clear()
+                collected.append({"recipient_id": message.sender_id, "text": apology_text(
+                    os.environ.get("SUPPORT_HOTLINE") or "18001096")})
+            log.error("turn failed, the citizen gets an apology: %s: %s",
+                      type(exc).__name__, str(exc)[:200])
+            raise
+
+    MessageProcessor.handle_message = handle_message  # type: ignore[method-assign]
+
+
 STORED = "_dvc_stored_events"  # on a tracker: how many of its events the store holds
+
+
+DB_ATTEMPTS = 7  # about 13 s of retries (under LOCK_LIFETIME): a PostgreSQL restart takes seconds
+
+
+async def _retry_database(call: Any, what: str) -> Any:  # noqa: ANN401
+    """Run a tracker-store read or write, again while the database is unreachable (a
+    PostgreSQL restart): without it Rasa answers the citizen and loses the turn, because
+    its REST channel returns the collected answer even when saving the tracker failed."""
+    import asyncio
+    import logging
+
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(DB_ATTEMPTS):
+        try:
+            return await call()
+        except DBAPIError as exc:
+            if attempt == DB_ATTEMPTS - 1 or not (
+                    exc.connection_invalidated or isinstance(exc.orig, OSError)
+                    or type(exc.orig).__name__ in ("OperationalError", "InterfaceError")):
+                raise
+            logging.getLogger("bot.rasa_runtime").warning(
+                "tracker store %s failed (%s), retrying", what, type(exc.orig).__name__)
+            await asyncio.sleep(min(5.0, 0.25 * 2 ** attempt))
+    return None
 
 
 def _count_stored_events_once() -> None:
@@ -206,7 +269,9 @@ def _count_stored_events_once() -> None:
 
     async def _retrieve(self: Any, sender_id: str,  # noqa: ANN401
                         fetch_events_from_all_sessions: bool) -> Any:  # noqa: ANN401
-        tracker = await original_retrieve(self, sender_id, fetch_events_from_all_sessions)
+        tracker = await _retry_database(
+            lambda: original_retrieve(self, sender_id, fetch_events_from_all_sessions),
+            "read")
         if tracker is not None and not fetch_events_from_all_sessions:
             tracker.__dict__[STORED] = len(tracker.events)
         return tracker
@@ -218,9 +283,28 @@ def _count_stored_events_once() -> None:
         return itertools.islice(tracker.events, stored, len(tracker.events))
 
     async def save(self: Any, tracker: Any) -> None:  # noqa: ANN401
-        await original_save(self, tracker)
+        def again() -> Any:  # noqa: ANN401
+            # A failed commit may still have reached the database before the connection
+            # broke: count what it holds (Rasa's own way) instead of trusting the marker,
+            # so a retry adds only the missing events and a turn is never stored twice.
+            if again.tried:
+                tracker.__dict__.pop(STORED, None)
+            again.tried = True
+            return original_save(self, tracker)
+
+        again.tried = False  # type: ignore[attr-defined]
+        await _retry_database(again, "save")
         tracker.__dict__[STORED] = len(tracker.events)
 
+    original_init = SQLTrackerStore.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+        original_init(self, *args, **kwargs)
+        # Rasa's engine hands out pooled connections unchecked: after a PostgreSQL restart
+        # every one of them is dead. Checked on checkout (pre-ping), as our own engines are.
+        self.engine.pool._pre_ping = True
+
+    SQLTrackerStore.__init__ = __init__  # type: ignore[method-assign]
     SQLTrackerStore._retrieve = _retrieve  # type: ignore[method-assign]
     SQLTrackerStore._additional_events = _additional_events  # type: ignore[method-assign]
     SQLTrackerStore.save = save  # type: ignore[method-assign]

@@ -165,3 +165,78 @@ async def test_saving_a_read_tracker_needs_no_count_and_stores_each_event_once(
     texts = [e.text for e in stored.events if isinstance(e, (UserUttered, BotUttered))]
     assert texts == ["câu 0", "trả lời 0", "câu 1", "trả lời 1", "câu 2", "trả lời 2"]
     assert len(stored.events) == 1 + 3 * 3
+
+
+async def test_tracker_store_survives_a_database_restart_without_double_turns() -> None:
+    """PostgreSQL restarted (every pooled connection dead) and a save whose commit reached
+    the database but whose answer was lost: the turn is stored, and stored once."""
+    import os
+    import uuid
+
+    import psycopg2
+    from rasa.core.tracker_store import SQLTrackerStore
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine.url import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from bot import rasa_runtime
+
+    admin_url = os.environ.get("DATABASE_ADMIN_URL",
+                               "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", future=True)
+    name = f"dvc_rt_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required at {admin_url}: {exc}")
+    try:
+        rasa_runtime.apply()
+        url = make_url(admin_url)
+        store = SQLTrackerStore(Domain.load(str(ROOT / "domain.yml")),
+                                dialect="postgresql", host=url.host, port=url.port,
+                                username=url.username, db=name)
+        await store.save(DialogueStateTracker.from_events(
+            "c1", [ActionExecuted("action_listen")]))
+
+        def turn(tracker: DialogueStateTracker, n: int) -> None:
+            tracker.update(UserUttered(f"câu {n}", {"name": "greet", "confidence": 1.0}))
+            tracker.update(BotUttered(f"trả lời {n}"))
+            tracker.update(ActionExecuted("action_listen"))
+
+        tracker = await store.retrieve("c1")
+        turn(tracker, 0)
+        with admin.connect() as conn:  # a restart, as the pool sees it
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :d"), {"d": name})
+        await store.save(tracker)
+
+        # A commit that reached the database, then the connection broke: the retry
+        # must count what is stored instead of inserting the turn again.
+        tracker = await store.retrieve("c1")
+        turn(tracker, 1)
+        real_commit, broke = store.engine.dialect.do_commit, []
+
+        def commit_then_break(dbapi_connection) -> None:  # noqa: ANN001
+            real_commit(dbapi_connection)
+            if not broke:
+                broke.append(1)
+                raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+        store.engine.dialect.do_commit = commit_then_break  # type: ignore[method-assign]
+        try:
+            await store.save(tracker)
+        finally:
+            store.engine.dialect.do_commit = real_commit  # type: ignore[method-assign]
+        assert broke  # the failure did happen, and was retried
+        stored = await store.retrieve_full_tracker("c1")
+        texts = [e.text for e in stored.events if isinstance(e, (UserUttered, BotUttered))]
+        assert texts == ["câu 0", "trả lời 0", "câu 1", "trả lời 1"]
+        store.engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

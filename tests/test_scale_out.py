@@ -13,20 +13,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from bot.bench.scale import PrivateRedis, consecutive_ports
 from bot.config import Settings
 from bot.gateway.rasa_client import replica_order
 from bot.stack import Stack
@@ -34,59 +32,6 @@ from tests.conftest import free_port
 
 ADMIN_URL = os.environ.get("DATABASE_ADMIN_URL",
                            "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-
-
-def consecutive_ports(n: int) -> int:
-    """A port p with p .. p+n-1 all free (replicas listen on consecutive ports)."""
-    for _ in range(200):
-        start = free_port()
-        socks = []
-        try:
-            for i in range(n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", start + i))
-            return start
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no consecutive free ports")
-
-
-class RedisServer:
-    """A private redis-server on a free loopback port, stoppable and restartable."""
-
-    def __init__(self, workdir: Path) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.fail("redis-server is required (.ci/services installs it)")
-        self.exe, self.workdir, self.port = exe, workdir, free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -120,15 +65,17 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+def redis_server() -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is required (.ci/services installs it)")
+    server = PrivateRedis()
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def stack(trained, pg_url: str, redis_server: RedisServer) -> Iterator[Stack]:
+def stack(trained, pg_url: str, redis_server: PrivateRedis) -> Iterator[Stack]:
     _, model = trained
     settings = Settings.from_env({
         "DATABASE_URL": pg_url, "REDIS_URL": redis_server.url,
@@ -237,7 +184,7 @@ def test_without_action_servers_the_citizen_gets_an_apology(stack: Stack) -> Non
 
 
 def test_redis_down_is_a_degraded_mode_not_an_outage(stack: Stack,
-                                                     redis_server: RedisServer,
+                                                     redis_server: PrivateRedis,
                                                      pg_url: str) -> None:
     sender = f"noredis-{uuid.uuid4().hex[:6]}"
     redis_server.stop()

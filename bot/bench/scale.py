@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from bot.bench.load import Target, gateway_answered, gateway_payload, run_load
 from bot.config import ROOT, Settings
@@ -54,7 +56,8 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _consecutive(n: int) -> int:
+def consecutive_ports(n: int) -> int:
+    """A port p with p .. p+n-1 all free (local replicas listen on consecutive ports)."""
     for _ in range(200):
         start, socks = _port(), []
         try:
@@ -216,7 +219,9 @@ def run_loadtest(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("no model: train one (bot train) or pass --model PATH")
     workload = load_workload()
     conversations = [list(c) for c in workload.conversations_for("ours")]
-    admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT", future=True)
+    # No pooled connection: one restarted PostgreSQL (a fault below) would leave it dead.
+    admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT", future=True,
+                          poolclass=NullPool)
     name = f"dvc_load_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -231,8 +236,8 @@ def run_loadtest(args: argparse.Namespace) -> dict[str, Any]:
             load_seed(s)
         settings = Settings.from_env({
             "DATABASE_URL": url, "REDIS_URL": redis.url, "RASA_REPLICAS": "2",
-            "ACTIONS_REPLICAS": "2", "RASA_PORT": str(_consecutive(2)),
-            "ACTIONS_PORT": str(_consecutive(2)), "BOT_PORT": str(_port()),
+            "ACTIONS_REPLICAS": "2", "RASA_PORT": str(consecutive_ports(2)),
+            "ACTIONS_PORT": str(consecutive_ports(2)), "BOT_PORT": str(_port()),
             "MODELS_DIR": str(model.parent), "RATE_LIMIT_PER_MINUTE": "0",
             "RATE_LIMIT_ADDRESS_PER_MINUTE": "0", "RASA_TIMEOUT": "60",
             "LOG_LEVEL": "WARNING"})
@@ -269,8 +274,11 @@ def run_loadtest(args: argparse.Namespace) -> dict[str, Any]:
         if engine is not None:
             engine.dispose()
         if not args.keep_database:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            except SQLAlchemyError as exc:  # the figures matter more than the clean-up
+                _say(f"could not drop {name}: {type(exc).__name__}; drop it by hand")
         admin.dispose()
     return {"run": run_id, "model": model.name, "replicas": 2, "action_servers": 2,
             "ok": all(p.ok for p in phases),
@@ -337,16 +345,21 @@ def _faults(args: argparse.Namespace, stack: Any, settings: Settings, target: Ta
         def restart_pg() -> None:
             subprocess.run(args.restart_postgres, shell=True, check=False, timeout=120)  # noqa: S602
 
-        summary = _during_load(target, conversations, n, 25, tag, [(5, restart_pg)])
+        # An apology is not an answer here: only real answers must all be stored.
+        strict = Target(target.name, target.url, target.payload,
+                        lambda d: gateway_answered(d) and APOLOGY not in json.dumps(
+                            d, ensure_ascii=False))
+        summary = _during_load(strict, conversations, n, 25, tag, [(5, restart_pg)])
         time.sleep(3)
         status, said = _chat(settings, f"bench-pgafter{run_id}", ACTION_QUESTION)
         messages, histogram = bot_turns(url, f"bench-{tag}")
         phase = Phase("postgresql restarted", summary)
         phase.checks["answers after the restart"] = status == 200 and APOLOGY not in said
         phase.checks["no message answered twice"] = all(k <= 1 for k in histogram)
-        phase.checks["every answered message stored"] = messages >= summary["messages"]
-        phase.notes.append(f"{summary['errors']} messages got the apology during the "
-                           f"restart; turns {histogram}")
+        phase.checks["every answered message stored"] = (
+            histogram.get(1, 0) >= summary["messages"])
+        phase.notes.append(f"{summary['errors']} messages got the apology (or no answer) "
+                           f"during the restart; turns {histogram}")
         phases.append(phase)
     return phases
 
