@@ -516,6 +516,7 @@ def test_zalo_signed_events_of_any_shape_are_200(gateway: Gateway, event: dict[s
                         st.just("signed-wrong-ts"), st.just("signed-stale")))
 @example(raw=b'{"timestamp": "1"}', header="mac=" + "0" * 64)
 @example(raw=b"[" * 50_000, header="mac=" + "f" * 64)
+@example(raw=b"", header="mac=\x00\x01\x02\x1b[31m\x7f")  # failed CI: aiohttp's own 400
 def test_zalo_unsigned_or_badly_signed_is_4xx(gateway: Gateway, raw: bytes,
                                               header: str | None) -> None:
     if header == "signed-wrong-ts":  # a valid mac, but over a timestamp not in the body
@@ -528,6 +529,11 @@ def test_zalo_unsigned_or_badly_signed_is_4xx(gateway: Gateway, raw: bytes,
     try:
         reply = gateway.request("POST", ZALO, data=raw, headers=headers)
     except ValueError:  # aiohttp refuses to send some header values itself
+        return
+    if header is not None and not header.isprintable():
+        # Control characters in a header value never reach our code: aiohttp's own parser
+        # answers a plain-text 400 (README "Hostile input"); a refusal all the same.
+        assert reply.status in (400, 401, 413), reply
         return
     assert reply.status in (401, 413), reply
     assert assert_json_error(reply) in ("bad_signature", "too_large")

@@ -75,16 +75,21 @@ def redis_server() -> Iterator[PrivateRedis]:
 
 
 @pytest.fixture(scope="module")
-def stack(trained, pg_url: str, redis_server: PrivateRedis) -> Iterator[Stack]:
-    _, model = trained
+def stack(trained, pg_url: str, redis_server: PrivateRedis,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    _, trained_model = trained
+    # Its own models folder: the rollout test adds a model, which no other module may see.
+    models = tmp_path_factory.mktemp("scale-models")
+    model = models / trained_model.name
+    shutil.copyfile(trained_model, model)
     settings = Settings.from_env({
         "DATABASE_URL": pg_url, "REDIS_URL": redis_server.url,
         "RASA_REPLICAS": "2", "ACTIONS_REPLICAS": "2",
         "RASA_PORT": str(consecutive_ports(2)), "ACTIONS_PORT": str(consecutive_ports(2)),
-        "BOT_PORT": str(free_port()), "MODELS_DIR": str(model.parent),
+        "BOT_PORT": str(free_port()), "MODELS_DIR": str(models),
         "RATE_LIMIT_PER_MINUTE": "0", "RATE_LIMIT_ADDRESS_PER_MINUTE": "0",
     })
-    st = Stack(settings, model, log_dir=model.parent / "logs-scale")
+    st = Stack(settings, model, log_dir=trained_model.parent / "logs-scale")
     st.start(timeout=300)
     try:
         yield st
@@ -180,6 +185,26 @@ def test_without_action_servers_the_citizen_gets_an_apology(stack: Stack) -> Non
         for name in ("actions", "actions-2"):
             stack.restart(name)
     status, body = chat(stack, sender, QUESTIONS[1])
+    assert status == 200 and "Hồ sơ" in " ".join(m["text"] for m in body["messages"])
+
+
+def test_an_activation_reaches_every_replica(stack: Stack) -> None:
+    """The model registry rolls a model out to every replica (RASA_URLS defaults to the
+    local replicas), and a replica restarted later comes back on the active model."""
+    from bot.registry.activation import activate, server_status
+    from bot.registry.registry import SUFFIX, sync
+
+    new = stack.model.with_name(stack.model.name[: -len(SUFFIX)] + "-rollout" + SUFFIX)
+    shutil.copyfile(stack.model, new)
+    sync(stack.settings)
+    result = activate(new.name, stack.settings, by="test", force=True)
+    assert sorted(r.url for r in result.servers if r.outcome == "swapped") == sorted(
+        stack.settings.rasa_urls)
+    for url in stack.settings.rasa_urls:
+        assert (server_status(url) or {}).get("model_file") == new.name
+    stack.restart("rasa-2", timeout=300)
+    assert (server_status(stack.settings.rasa_urls[1]) or {}).get("model_file") == new.name
+    status, body = chat(stack, f"rollout-{uuid.uuid4().hex[:6]}", QUESTIONS[1])
     assert status == 200 and "Hồ sơ" in " ".join(m["text"] for m in body["messages"])
 
 
