@@ -11,7 +11,6 @@ redis-server is missing.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import urllib.error
@@ -28,40 +27,18 @@ from bot.bench.scale import PrivateRedis, consecutive_ports
 from bot.config import Settings
 from bot.gateway.rasa_client import replica_order
 from bot.stack import Stack
-from tests.conftest import free_port
-
-ADMIN_URL = os.environ.get("DATABASE_ADMIN_URL",
-                           "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+from tests.conftest import free_port, throwaway_postgres
 
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", future=True)
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"PostgreSQL is required at {ADMIN_URL} (.ci/services starts it): {exc}")
-    name = f"dvc_scale_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        from bot.catalog.db import session_scope
-        from bot.catalog.seed import load_seed
+    from bot.catalog.db import session_scope
+    from bot.catalog.seed import load_seed
 
+    with throwaway_postgres("dvc_scale") as url:
         with session_scope(url) as s:
             load_seed(s)
         yield url
-    finally:
-        from bot.catalog.db import _ENGINES
-
-        engine = _ENGINES.pop(url, None)
-        if engine is not None:
-            engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="module")

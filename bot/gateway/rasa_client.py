@@ -132,6 +132,17 @@ def answer_in_tracker(tracker: Any, message_id: str) -> list[dict[str, Any]] | N
     return out if found else None
 
 
+def _any_up(urls: Sequence[str], results: Sequence[tuple[bool, str]],
+            noun: str) -> tuple[bool, str]:
+    """One server's check as it is; several: ok while one is up, naming those that are not."""
+    if len(results) == 1:
+        return results[0]
+    up = sum(ok for ok, _ in results)
+    details = "; ".join(f"{u}: {'up' if ok else d}"
+                        for u, (ok, d) in zip(urls, results, strict=True))
+    return up > 0, f"{up}/{len(results)} {noun} up ({details})"
+
+
 class RasaClient:
     """Sends user messages to Rasa's REST webhook (one replica per conversation, with
     failover) and probes Rasa and the action server for /healthz."""
@@ -260,12 +271,7 @@ class RasaClient:
         several replicas, ok while at least one is (the others' conversations fail over),
         and the detail says which are down."""
         results = await asyncio.gather(*(self._check_one_rasa(u) for u in self.rasa_urls))
-        if len(results) == 1:
-            return results[0]
-        up = sum(ok for ok, _ in results)
-        details = "; ".join(f"{u}: {'up' if ok else d}"
-                            for u, (ok, d) in zip(self.rasa_urls, results, strict=True))
-        return up > 0, f"{up}/{len(results)} replicas up ({details})"
+        return _any_up(self.rasa_urls, results, "replicas")
 
     async def _check_one_rasa(self, url: str) -> tuple[bool, str]:
         ok, detail, body = await self._probe_ok(f"{url}/")
@@ -278,12 +284,7 @@ class RasaClient:
         ok while at least one is."""
         results = await asyncio.gather(*(self._check_one_actions(u)
                                          for u in self.actions_urls))
-        if len(results) == 1:
-            return results[0]
-        up = sum(ok for ok, _ in results)
-        details = "; ".join(f"{u}: {'up' if ok else d}"
-                            for u, (ok, d) in zip(self.actions_urls, results, strict=True))
-        return up > 0, f"{up}/{len(results)} action servers up ({details})"
+        return _any_up(self.actions_urls, results, "action servers")
 
     async def _check_one_actions(self, base: str) -> tuple[bool, str]:
         url = f"{base}/health"
