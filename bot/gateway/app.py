@@ -32,6 +32,7 @@ from bot.gateway.errors import (
     error_body,
     json_error_middleware,
     json_response,
+    read_body,
     security_headers_middleware,
 )
 from bot.gateway.fees import fees_ctx, procedure_fees
@@ -142,23 +143,6 @@ async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:
 # --------------------------------------------------------------------------- chat
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """Read at most `limit` bytes, trusting neither Content-Length nor chunked encoding."""
-    too_large = ApiError(
-        413, "too_large", f"Nội dung gửi lên quá lớn (tối đa {limit} byte)."
-    )
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _required_str(data: dict[str, Any], field: str) -> str:
     if field not in data or data[field] is None:
         raise ApiError(422, "missing_field", f"Thiếu trường bắt buộc '{field}'.")
@@ -193,7 +177,7 @@ def parse_chat_request(raw: bytes, settings: Settings) -> tuple[str, str, dict[s
 async def chat(request: web.Request) -> web.Response:
     """POST /api/v1/chat: forward one citizen message to Rasa's REST channel."""
     settings = request.app[SETTINGS_KEY]
-    raw = await _read_body(request, body_limit(settings))
+    raw = await read_body(request, body_limit(settings))
     sender, text, metadata = parse_chat_request(raw, settings)
     if sender.startswith("zalo-"):  # Zalo conversations (and handover replies) are Zalo's
         raise ApiError(422, "invalid_field", "Trường 'sender' không được bắt đầu bằng 'zalo-'.")

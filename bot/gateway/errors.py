@@ -74,6 +74,28 @@ class ApiError(Exception):
         self.headers = headers  # e.g. Retry-After on a 429
 
 
+async def read_body(request: web.Request, limit: int, message: str | None = None) -> bytes:
+    """The whole body, at most `limit` bytes, else `ApiError` 413 (`message` overrides
+    the text).
+
+    Why not `request.content.read(n)`: it returns whatever is buffered (one network chunk),
+    so a larger body came back cut short — a valid signed Zalo event failed its signature,
+    a JSON body failed to parse. Neither Content-Length nor chunked encoding is trusted.
+    """
+    too_large = ApiError(413, "too_large",
+                         message or f"Nội dung gửi lên quá lớn (tối đa {limit} byte).")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     """The error envelope shared by every endpoint."""
     return {"error": {"code": code, "message": message, **extra}}

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from bot.catalog.db import session_scope
 from bot.catalog.models import Feedback
 from bot.config import Settings
-from bot.gateway.errors import ApiError, error_response, json_response
+from bot.gateway.errors import ApiError, error_response, json_response, read_body
 from bot.gateway.rasa_client import BotMessage, RasaClient, RasaUnavailable
 from bot.gateway.validation import chat_text, json_object, utf8_len
 from bot.handover.desk import HANDOVER_KEY
@@ -289,7 +289,7 @@ def _store_feedback(database_url: str, session: str, message_id: str, rating: st
 def make_feedback_handler(settings: Settings) -> Handler:
     async def feedback(request: web.Request) -> web.Response:
         """POST /api/v1/feedback {"session", "message_id", "rating": "up"|"down", "text"}."""
-        raw = await request.content.read(MAX_FEEDBACK_TEXT * 4 + 1024)
+        raw = await read_body(request, MAX_FEEDBACK_TEXT * 4 + 1024)
         data = json_object(raw, "có các trường 'session', 'message_id', 'rating'")
         session, mid = data.get("session"), data.get("message_id")
         rating, text = data.get("rating"), data.get("text")

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from bot.config import Settings
-from bot.gateway.errors import ApiError, json_response
+from bot.gateway.errors import ApiError, json_response, read_body
 from bot.gateway.validation import json_object
 from bot.gateway.widget import LIMITS_KEY, SESSION_RE
 from bot.handover.desk import HANDOVER_KEY, HandoverDesk
@@ -46,7 +46,7 @@ async def pull_messages(request: web.Request) -> web.Response:
 
 async def cancel_handover(request: web.Request) -> web.Response:
     """POST /api/v1/handover/cancel {"session"}: back to the assistant."""
-    data = json_object(await request.content.read(1024), "có trường 'session'")
+    data = json_object(await read_body(request, 1024), "có trường 'session'")
     session = _session(data.get("session"))
     request.app[LIMITS_KEY].check(session, request.remote)
     await request.app[HANDOVER_KEY].cancel(session)

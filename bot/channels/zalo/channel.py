@@ -32,7 +32,7 @@ from bot.channels.zalo.events import WELCOME, ZaloEvent, attachment_reply, dedup
 from bot.channels.zalo.signature import SIGNATURE_HEADER, SignatureError, verify
 from bot.channels.zalo.split import buttons_as_text, choice_from_number, split_text
 from bot.config import Settings
-from bot.gateway.errors import error_response, json_response
+from bot.gateway.errors import error_response, json_response, read_body
 from bot.gateway.rasa_client import RasaClient, RasaUnavailable
 from bot.handover import texts as handover_texts
 from bot.handover.desk import HANDOVER_KEY, HandoverDesk
@@ -80,11 +80,8 @@ async def webhook(request: web.Request) -> web.Response:
     if channel is None:
         return error_response(404, "zalo_not_configured",
                               "Kênh Zalo chưa được cấu hình (ZALO_APP_ID, ZALO_OA_SECRET_KEY).")
-    raw = await request.content.read(MAX_EVENT_BYTES + 1)
-    if len(raw) > MAX_EVENT_BYTES:
-        response = error_response(413, "too_large", "Sự kiện quá lớn.")
-        response.force_close()  # the rest is unread: no keep-alive behind it (see errors.py)
-        return response
+    # 413 (connection closed: the rest is unread) via the error middleware.
+    raw = await read_body(request, MAX_EVENT_BYTES, "Sự kiện quá lớn.")
     s = channel.settings
     try:
         verify(request.headers.get(SIGNATURE_HEADER), raw, s.zalo_app_id,
