@@ -45,7 +45,8 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
 
 
 def service_env(settings: Settings) -> dict[str, str]:
-    """Environment for child processes: the settings, made explicit."""
+    """Environment for child processes: the settings, made explicit (every field of
+    `Settings`; tests/test_service_env.py fails when one is missing)."""
     env = dict(os.environ)
     env.update({
         "BOT_HOST": settings.bot_host,
@@ -131,10 +132,7 @@ def tracker_store_config(database_url: str) -> tuple[dict[str, Any] | None, dict
         config["port"] = url.port
     if url.username:
         config["username"] = url.username
-    env: dict[str, str] = {}
-    if url.password:
-        config["password"] = "${" + TRACKER_PASSWORD_ENV + "}"
-        env[TRACKER_PASSWORD_ENV] = str(url.password)
+    env = _password_via_env(config, url.password, TRACKER_PASSWORD_ENV)
     if url.query:
         config["query"] = {k: v if isinstance(v, str) else list(v) for k, v in url.query.items()}
     return config, env
@@ -154,11 +152,17 @@ def lock_store_config(redis_url: str) -> tuple[dict[str, Any] | None, dict[str, 
         config["use_ssl"] = True
     if url.username:
         config["username"] = url.username
-    env: dict[str, str] = {}
-    if url.password:
-        config["password"] = "${" + REDIS_PASSWORD_ENV + "}"
-        env[REDIS_PASSWORD_ENV] = str(url.password)
-    return config, env
+    return config, _password_via_env(config, url.password, REDIS_PASSWORD_ENV)
+
+
+def _password_via_env(config: dict[str, Any], password: str | None,
+                      env_name: str) -> dict[str, str]:
+    """Point the endpoints section's password at `${env_name}` and return the environment
+    that carries it: the generated file (kept under var/) never holds a secret."""
+    if not password:
+        return {}
+    config["password"] = "${" + env_name + "}"
+    return {env_name: str(password)}
 
 
 def write_endpoints(settings: Settings, directory: Path,

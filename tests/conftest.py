@@ -115,31 +115,20 @@ def throwaway_postgres(prefix: str) -> Iterator[str]:
     """A new PostgreSQL database on this machine's server (DATABASE_ADMIN_URL), dropped
     afterwards; FAILS (never skips) when the server is missing (.ci/services starts it)."""
     import os
-    import uuid
 
     from sqlalchemy import create_engine, text
 
-    admin_url = os.environ.get("DATABASE_ADMIN_URL",
-                               "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", future=True)
+    from bot.scratch_db import DEFAULT_ADMIN_URL, scratch_postgres
+
+    admin_url = os.environ.get("DATABASE_ADMIN_URL", DEFAULT_ADMIN_URL)
+    admin = create_engine(admin_url, future=True)
     try:
         with admin.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any connection failure means "not here"
         pytest.fail(f"PostgreSQL is required at {admin_url} (.ci/services starts it): "
                     f"{exc.__class__.__name__}")
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield url
     finally:
-        from bot.catalog.db import _ENGINES
-
-        engine = _ENGINES.pop(url, None)
-        if engine is not None:
-            engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+    with scratch_postgres(admin_url, prefix) as url:
+        yield url

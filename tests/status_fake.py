@@ -38,6 +38,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.loopback import serve
+
 SAMPLE_CODE = "000.00.20.H26-250312-0045"  # processing
 DONE_CODE = "000.00.20.H26-250305-0012"  # result handed back
 SUPPLEMENT_CODE = "000.00.20.H26-250310-0031"  # waiting for the citizen to add a document
@@ -171,15 +173,7 @@ class FakeCaseSystem:
         app.router.add_get(API_PATH + "/{code}", self._vn)
         app.router.add_get(FLAT_PATH + "/{code}", self._flat)
         # No access log: it would print full receipt codes into the tests' log captures.
-        # A short shutdown: a handler still sleeping on `delay` must not hold up the test.
-        self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self._port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self._port = await serve(app, self.host, access_log=None)
         return self
 
     async def astop(self) -> None:

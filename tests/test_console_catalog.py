@@ -96,8 +96,9 @@ async def test_fee_override_edit_is_validated_before_it_is_written(
                              data={"csrf": token, "text": broken})
     body = await resp.text()
     assert resp.status == 400 and "channel &#39;web&#39; không hợp lệ" in body
-    assert "01-ha-noi.yaml" in body and ".edit-" not in body
+    assert "01-ha-noi.yaml" in body and ".tmp" not in body  # the temp file's name is not shown
     assert path.read_text(encoding="utf-8") == original  # nothing written
+    assert not list(path.parent.glob(".*"))  # and no temp file left behind
     edited = original.replace("note:", "note: Sửa thử.", 1) if "note:" in original \
         else original + "\n# sửa thử\n"
     resp = await client.post("/console/catalog/fees/01-ha-noi.yaml",

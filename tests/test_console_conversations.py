@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import urllib.request
 import uuid
@@ -26,7 +25,8 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine.url import make_url
 
 from bot.catalog.db import session_scope
 from bot.catalog.seed import load_seed
@@ -39,15 +39,13 @@ from bot.console.conversations import (
     read_conversation,
 )
 from bot.stack import TRACKER_PASSWORD_ENV, Stack, tracker_store_config, write_endpoints
-from tests.conftest import own_stack
+from tests.conftest import own_stack, throwaway_postgres
 
 WEB = "console-web-0001"
 WIDGET = "console-widget-0001"
 NONSENSE = "xyzzy qwerty blorp"
 FEE_QUESTION = "làm lại căn cước hết bao nhiêu tiền"
 PASSPORT = "hộ chiếu cần giấy tờ gì"
-PG_ADMIN = os.environ.get("DATABASE_ADMIN_URL",
-                          "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 _SHARED: dict[str, Any] = {}
 
 
@@ -253,29 +251,10 @@ def test_endpoints_keep_the_password_out_of_the_file(tmp_path: Path) -> None:
 @pytest.fixture()
 def pg_url() -> Iterator[str]:
     """A throw-away PostgreSQL database, reached with a password (trust auth ignores it)."""
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", future=True)
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "not here"
-        pytest.fail(f"PostgreSQL is required at {PG_ADMIN} (.ci/services starts it): "
-                    f"{exc.__class__.__name__}")
-    name = f"dvc_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin.url.set(database=name)
-    if not url.password:
-        url = url.set(password="p@ss word")
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        from bot.catalog.db import _ENGINES
-
-        for key in [k for k in _ENGINES if k.endswith(f"/{name}")]:
-            _ENGINES.pop(key).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_postgres("dvc_test") as plain:
+        url = make_url(plain)
+        yield (url if url.password else url.set(password="p@ss word")).render_as_string(
+            hide_password=False)
 
 
 def test_postgres_tracker_store(pg_url: str, tmp_path: Path,

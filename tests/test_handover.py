@@ -312,6 +312,40 @@ def test_lists_previews_and_changes_since(db_url: str) -> None:
     assert json.loads(json.dumps(queue.get(db_url, b.id).as_dict()))["reason"] == "fallback"
 
 
+def test_threads_of_a_conversation_in_a_fixed_number_of_queries(db_url: str) -> None:
+    """The console's conversation reader: every hand-over of one sender with its own thread,
+    newest first, read with the same few queries however many hand-overs there are (it
+    used to read each thread with its own queries)."""
+    from sqlalchemy import event
+
+    from bot.catalog.db import get_engine
+
+    ids = []
+    for n in range(3):
+        h, _ = open_one(db_url, sender="s-many")
+        queue.reply(db_url, h.id, "cb.lan", f"trả lời {n}")
+        queue.close(db_url, h.id, "cb.lan")
+        ids.append(h.id)
+    open_one(db_url, sender="s-other")
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    engine = get_engine(db_url)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        threads = queue.threads_of(db_url, "s-many")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert [t.handover.id for t in threads] == ids[::-1]
+    for n, thread in zip(range(2, -1, -1), threads, strict=True):
+        assert [m.text for m in thread.messages if m.author == "agent"] == [f"trả lời {n}"]
+        assert thread.messages == queue.get(db_url, thread.handover.id).messages
+    assert len(statements) <= 4, statements  # hand-overs, previews, messages
+    assert queue.threads_of(db_url, "s-nobody") == []
+
+
 def test_citizen_can_go_back_to_the_assistant(db_url: str) -> None:
     assert queue.cancel_by_citizen(db_url, "s-1") is None
     h, _ = open_one(db_url)

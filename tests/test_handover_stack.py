@@ -9,7 +9,6 @@ gateway's change feed and socket registry, and Zalo users through the durable ou
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,13 +21,12 @@ from bot.stack import Stack
 from tests.conftest import ROOT, own_stack
 from tests.test_zalo_channel import post, text_event, texts_to, wait_until
 from tests.test_zalo_channel import zalo as zalo  # noqa: F401 - the fake Zalo fixture
+from tests.widget_page import Widget, chromium
 from tests.zalo_fake import FakeZalo
 
 pytestmark = pytest.mark.integration
 OA_SECRET = "fake-oa-secret-key"  # as tests.test_zalo_channel signs events
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SHOTS = ROOT / "var" / "screenshots"
-TIMEOUT = 60_000  # ms: a first answer may wait for the action server's catalog index
 ASK_HUMAN = "cho tôi gặp cán bộ"
 STAFF = "cb.lan"
 
@@ -148,55 +146,17 @@ def test_zalo_user_gets_the_agents_reply(stack: Stack, zalo: FakeZalo) -> None: 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"chromium not found at {CHROMIUM}: `make test` installs Debian's "
-                    "chromium (or set CHROMIUM=/path/to/chromium)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    with chromium() as b:
         yield b
-        b.close()
-
-
-class Widget:
-    """The widget in its shadow root, by data-testid (Playwright's CSS pierces it)."""
-
-    def __init__(self, page: Any) -> None:
-        self.page = page
-        self.errors: list[str] = []
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-
-    def el(self, testid: str) -> Any:
-        return self.page.locator(f"#dvc-widget-root [data-testid='{testid}']")
-
-    def open(self) -> None:
-        self.el("launcher").click()
-        self.el("panel").wait_for(state="visible")
-
-    def send(self, text: str) -> None:
-        self.el("input").fill(text)
-        self.el("send").click()
-
-    def ask(self, text: str) -> str:
-        before = self.el("msg-bot").count()
-        self.send(text)
-        self.page.wait_for_function(
-            """([n]) => document.querySelector('#dvc-widget-root').shadowRoot
-                 .querySelectorAll("[data-testid='msg-bot']").length > n""",
-            arg=[before], timeout=TIMEOUT)
-        return self.el("msg-bot").all_inner_texts()[-1]
-
-    def session(self) -> str:
-        return self.page.evaluate("localStorage.getItem('dvc-widget:session')")
 
 
 def test_widget_user_sees_the_staff_reply_labelled(stack: Stack, browser: Any) -> None:
     url = stack.settings.database_url
     page = browser.new_page(viewport={"width": 1280, "height": 800})
-    w = Widget(page)
+    w = Widget(page, console_errors=False)
     page.goto(base(stack) + "/demo")
     w.open()
-    assert "chuyển cuộc trò chuyện tới cán bộ" in w.ask(ASK_HUMAN)
+    assert "chuyển cuộc trò chuyện tới cán bộ" in w.ask(ASK_HUMAN, one_bubble=False)
     w.el("handover-status").wait_for(state="visible")
     assert "Đang chờ cán bộ" in w.el("handover-status").inner_text()
 
@@ -226,7 +186,7 @@ def test_widget_user_sees_the_staff_reply_labelled(stack: Stack, browser: Any) -
     queue.close(url, h.id, STAFF)
     w.el("handover-status").wait_for(state="hidden", timeout=10_000)
     assert "kết thúc" in w.el("msg-note").last.inner_text()
-    assert "Hồ sơ cần chuẩn bị" in w.ask("đăng ký khai sinh cần giấy tờ gì")
+    assert "Hồ sơ cần chuẩn bị" in w.ask("đăng ký khai sinh cần giấy tờ gì", one_bubble=False)
     assert not w.errors, w.errors
 
 
@@ -236,10 +196,10 @@ def test_widget_without_websocket_polls_for_the_reply_and_can_go_back(
     page = browser.new_page()
     page.add_init_script("""window.WebSocket = function () { throw new Error('blocked'); };
         Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});""")
-    w = Widget(page)
+    w = Widget(page, console_errors=False)
     page.goto(base(stack) + "/demo")
     w.open()
-    assert "chuyển cuộc trò chuyện tới cán bộ" in w.ask(ASK_HUMAN)
+    assert "chuyển cuộc trò chuyện tới cán bộ" in w.ask(ASK_HUMAN, one_bubble=False)
     h = open_handover_of(stack, w.session())
     queue.reply(url, h.id, STAFF, "Mình nghe đây, bạn cần gì ạ?")
     w.el("msg-staff").first.wait_for(timeout=15_000)  # the 5-second poll
@@ -248,7 +208,7 @@ def test_widget_without_websocket_polls_for_the_reply_and_can_go_back(
     w.el("handover-cancel").click()  # "Quay lại trợ lý ảo"
     w.el("handover-status").wait_for(state="hidden", timeout=15_000)
     assert queue.get(url, h.id).handover.closed_by == "citizen"
-    assert "Hồ sơ cần chuẩn bị" in w.ask("đăng ký tạm trú cần giấy tờ gì")
+    assert "Hồ sơ cần chuẩn bị" in w.ask("đăng ký tạm trú cần giấy tờ gì", one_bubble=False)
     assert not w.errors, w.errors
 
 
@@ -263,11 +223,11 @@ def test_operator_in_the_console_fixes_the_nlu_and_answers_a_widget_user(
     with session_scope(stack.settings.database_url) as s:
         accounts.add_operator(s, "thu", "mat-khau-cua-thu-1", "trainer", "Cán bộ Thu")
     citizen = browser.new_page(viewport={"width": 1280, "height": 800})
-    w = Widget(citizen)
+    w = Widget(citizen, console_errors=False)
     citizen.goto(base(stack) + "/demo")
     w.open()
     nonsense = "qwop zzkx blarg"
-    w.ask(nonsense)  # the bot does not understand
+    w.ask(nonsense, one_bubble=False)  # the bot does not understand
 
     op = browser.new_page(viewport={"width": 1280, "height": 900})
     op.on("dialog", lambda d: d.accept())  # the "are you sure" confirmations
@@ -292,7 +252,7 @@ def test_operator_in_the_console_fixes_the_nlu_and_answers_a_widget_user(
     # The citizen asks for a person; the queue page shows it by itself (long poll).
     op.click("nav >> text=Chuyển cán bộ")
     op.wait_for_selector("h1:has-text('Người dân cần gặp cán bộ')")
-    w.ask(ASK_HUMAN)
+    w.ask(ASK_HUMAN, one_bubble=False)
     w.send("Tôi cần hỏi về hồ sơ cấp sổ đỏ bị trả về")
     w.el("msg-note").first.wait_for(timeout=10_000)
     mine = open_handover_of(stack, w.session())  # other tests' hand-overs may be queued too
@@ -317,5 +277,5 @@ def test_operator_in_the_console_fixes_the_nlu_and_answers_a_widget_user(
     op.click("[data-testid='close']")
     op.wait_for_selector("[data-testid='handover-status']:has-text('Đã kết thúc')")
     w.el("handover-status").wait_for(state="hidden", timeout=15_000)
-    assert "Hồ sơ cần chuẩn bị" in w.ask("làm giấy khai sinh cần giấy tờ gì")
+    assert "Hồ sơ cần chuẩn bị" in w.ask("làm giấy khai sinh cần giấy tờ gì", one_bubble=False)
     assert not errors and not w.errors, errors + w.errors

@@ -9,9 +9,7 @@ throw-away database and drops it.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,13 +20,11 @@ from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, MetaData, Text, create_engine, inspect, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.engine.url import make_url
 
 from bot import migrations
 from bot.catalog import schema
+from tests.conftest import throwaway_postgres
 
-ADMIN_URL = os.environ.get("DATABASE_ADMIN_URL",
-                           "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]
 RASA_EVENTS = "CREATE TABLE events (id integer primary key, sender_id text)"
 
@@ -60,22 +56,12 @@ def database(backend: str, tmp_path: Path) -> Iterator[Db]:
         finally:
             db.dispose()
         return
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", future=True)
-    name = f"dvc_mig_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach it fails the test
-        admin.dispose()
-        pytest.fail(f"PostgreSQL not reachable at {ADMIN_URL} (DATABASE_ADMIN_URL): {exc}")
-    db = Db(make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False))
-    try:
-        yield db
-    finally:
-        db.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_postgres("dvc_mig") as url:
+        db = Db(url)
+        try:
+            yield db
+        finally:
+            db.dispose()
 
 
 def columns(engine: Engine) -> dict[str, set[str]]:

@@ -171,7 +171,6 @@ async def test_tracker_store_survives_a_database_restart_without_double_turns() 
     """PostgreSQL restarted (every pooled connection dead) and a save whose commit reached
     the database but whose answer was lost: the turn is stored, and stored once."""
     import os
-    import uuid
 
     import psycopg2
     from rasa.core.tracker_store import SQLTrackerStore
@@ -180,22 +179,19 @@ async def test_tracker_store_survives_a_database_restart_without_double_turns() 
     from rasa.shared.core.trackers import DialogueStateTracker
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine.url import make_url
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.pool import NullPool
 
     from bot import rasa_runtime
+    from bot.scratch_db import DEFAULT_ADMIN_URL
+    from tests.conftest import throwaway_postgres
 
-    admin_url = os.environ.get("DATABASE_ADMIN_URL",
-                               "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", future=True)
-    name = f"dvc_rt_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        pytest.fail(f"PostgreSQL is required at {admin_url}: {exc}")
-    try:
+    with throwaway_postgres("dvc_rt") as db_url:
+        # beside the test's database (unpooled: nothing to close), to cut its connections
+        admin = create_engine(os.environ.get("DATABASE_ADMIN_URL", DEFAULT_ADMIN_URL),
+                              isolation_level="AUTOCOMMIT", future=True, poolclass=NullPool)
+        name = make_url(db_url).database
         rasa_runtime.apply()
-        url = make_url(admin_url)
+        url = make_url(db_url)
         store = SQLTrackerStore(Domain.load(str(ROOT / "domain.yml")),
                                 dialect="postgresql", host=url.host, port=url.port,
                                 username=url.username, db=name)
@@ -236,7 +232,3 @@ async def test_tracker_store_survives_a_database_restart_without_double_turns() 
         texts = [e.text for e in stored.events if isinstance(e, (UserUttered, BotUttered))]
         assert texts == ["câu 0", "trả lời 0", "câu 1", "trả lời 1"]
         store.engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()

@@ -111,6 +111,23 @@ def test_one_bad_row_loads_nothing_and_names_line_and_column(
     assert count(seeded_db) == 0
 
 
+@pytest.mark.parametrize("row", [
+    "H26-250312-0045,1.001193,,processing,12.03.2025,,,",  # bad date: not also "trống"
+    "H26-250312-0045,1.001193,,done,2025-03-12,,13.03.2025,",  # bad date: not also "cần có"
+])
+def test_a_column_is_reported_once(matcher: CodeMatcher, row: str) -> None:
+    """A bad date is the only thing said of its column: no second message that it is
+    missing, which would send the operator looking for an empty cell."""
+    from bot.status.importer import parse_row
+    from bot.status.record import StatusValueError
+
+    fields = HEADER.strip().split(",")
+    with pytest.raises(StatusValueError) as err:
+        parse_row(dict(zip(fields, row.split(","), strict=True)), matcher)
+    said = [p.split(":")[0] for p in str(err.value).split("; ")]
+    assert len(said) == len(set(said)) == 1, str(err.value)
+
+
 def test_every_bad_row_is_reported_and_skip_invalid_loads_the_rest(
         seeded_db: str, tmp_path: Path, matcher: CodeMatcher) -> None:
     text = (GOOD + "bad-code,1,,processing,2025-03-12,,,\n"

@@ -9,7 +9,6 @@ var/screenshots/ on every run; README shows copies from docs/screenshots/.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -23,14 +22,12 @@ from bot.catalog.db import session_scope
 from bot.catalog.models import Feedback
 from bot.stack import Stack
 from tests.conftest import free_port, own_stack
+from tests.widget_page import TIMEOUT, Widget, chromium
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "var" / "screenshots"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-TIMEOUT = 60_000  # ms: a first answer may wait for the action server's catalog index
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
@@ -42,55 +39,12 @@ def stack(trained) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"chromium not found at {CHROMIUM}: `make test` installs Debian's "
-                    "chromium (or set CHROMIUM=/path/to/chromium)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def base(st: Stack) -> str:
     return f"http://{st.settings.bot_host}:{st.settings.bot_port}"
-
-
-class Widget:
-    """The widget inside its (open) shadow root, by its data-testid hooks."""
-
-    def __init__(self, page) -> None:  # noqa: ANN001 - a Playwright Page
-        self.page = page
-        self.errors: list[str] = []
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-
-    def el(self, testid: str):  # noqa: ANN201 - a Playwright Locator
-        # Playwright's CSS engine pierces open shadow roots.
-        return self.page.locator(f"#dvc-widget-root [data-testid='{testid}']")
-
-    def open(self) -> None:
-        self.el("launcher").click()
-        self.el("panel").wait_for(state="visible")
-
-    def bot_texts(self) -> list[str]:
-        return self.el("msg-bot").all_inner_texts()
-
-    def wait_for_reply(self, before: int) -> None:
-        """Until there are more than `before` bot bubbles."""
-        self.page.wait_for_function(
-            """([n]) => document.querySelector('#dvc-widget-root').shadowRoot
-                 .querySelectorAll("[data-testid='msg-bot']").length > n""",
-            arg=[before], timeout=TIMEOUT)
-
-    def ask(self, text: str) -> str:
-        """Send a message; return the text of the bot's reply once it has arrived."""
-        before = self.el("msg-bot").count()
-        self.el("input").fill(text)
-        self.el("send").click()
-        self.wait_for_reply(before)
-        replies = self.bot_texts()[before:]
-        assert len(replies) == 1, replies  # one answer, one bubble (parts merged)
-        return replies[0]
 
 
 def test_demo_page_chat_buttons_history_and_feedback(stack: Stack, browser) -> None:  # noqa: ANN001

@@ -34,6 +34,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.loopback import serve
+
 MESSAGE_PATH = "/v3.0/oa/message/cs"
 TOKEN_PATH = "/v4/oa/access_token"
 TEXT_LIMIT = 2000
@@ -117,14 +119,7 @@ class FakeZalo:
         app = web.Application()
         app.router.add_post(MESSAGE_PATH, self._message)
         app.router.add_post(TOKEN_PATH, self._token)
-        # A short shutdown: a `slow()` handler still sleeping must not hold up the test.
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self._port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self._port = await serve(app, self.host)
         return self
 
     async def close(self) -> None:

@@ -35,16 +35,18 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.engine.url import make_url
 
 from bot.bench.load import Target, gateway_answered, gateway_payload, run_load
 from bot.config import ROOT, Settings
+from bot.scratch_db import DEFAULT_ADMIN_URL, scratch_postgres
 
-DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+if TYPE_CHECKING:
+    from bot.bench.runner import Workload
+
 APOLOGY = "Xin lỗi, hệ thống trợ lý đang bận"
 # Answered by a custom action (the catalog), so it needs the action servers.
 ACTION_QUESTION = "đăng ký khai sinh cần giấy tờ gì"
@@ -207,33 +209,18 @@ def _healthz(settings: Settings) -> dict[str, Any]:
         return json.loads(exc.read())
 
 
-def run_loadtest(args: argparse.Namespace) -> dict[str, Any]:
-    from bot.bench.runner import load_workload
-    from bot.catalog.db import _ENGINES, session_scope
-    from bot.catalog.seed import load_seed
-    from bot.registry.registry import active_model
+def _run_phases(args: argparse.Namespace, model: Path, url: str, run_id: str,
+                workload: Workload) -> list[Phase]:
+    """Start the scaled-out stack on `url`, run the load and then the fault phases."""
     from bot.stack import Stack
 
-    model: Path | None = args.model or active_model(Settings.from_env())
-    if model is None or not model.is_file():
-        raise SystemExit("no model: train one (bot train) or pass --model PATH")
-    workload = load_workload()
     conversations = [list(c) for c in workload.conversations_for("ours")]
-    # No pooled connection: one restarted PostgreSQL (a fault below) would leave it dead.
-    admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT", future=True,
-                          poolclass=NullPool)
-    name = f"dvc_load_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = args.admin_url.rsplit("/", 1)[0] + f"/{name}"
+    name = make_url(url).database
     redis = PrivateRedis()
     redis.start()
     stack: Stack | None = None
     phases: list[Phase] = []
-    run_id = uuid.uuid4().hex[:6]
     try:
-        with session_scope(url) as s:
-            load_seed(s)
         settings = Settings.from_env({
             "DATABASE_URL": url, "REDIS_URL": redis.url, "RASA_REPLICAS": "2",
             "ACTIONS_REPLICAS": "2", "RASA_PORT": str(consecutive_ports(2)),
@@ -270,16 +257,23 @@ def run_loadtest(args: argparse.Namespace) -> dict[str, Any]:
         if stack is not None:
             stack.stop()
         redis.stop()
-        engine = _ENGINES.pop(url, None)
-        if engine is not None:
-            engine.dispose()
-        if not args.keep_database:
-            try:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            except SQLAlchemyError as exc:  # the figures matter more than the clean-up
-                _say(f"could not drop {name}: {type(exc).__name__}; drop it by hand")
-        admin.dispose()
+    return phases
+
+
+def run_loadtest(args: argparse.Namespace) -> dict[str, Any]:
+    from bot.bench.runner import load_workload
+    from bot.catalog.db import session_scope
+    from bot.catalog.seed import load_seed
+    from bot.registry.registry import active_model
+
+    model: Path | None = args.model or active_model(Settings.from_env())
+    if model is None or not model.is_file():
+        raise SystemExit("no model: train one (bot train) or pass --model PATH")
+    run_id = uuid.uuid4().hex[:6]
+    with scratch_postgres(args.admin_url, "dvc_load", keep=args.keep_database) as url:
+        with session_scope(url) as s:
+            load_seed(s)
+        phases = _run_phases(args, model, url, run_id, load_workload())
     return {"run": run_id, "model": model.name, "replicas": 2, "action_servers": 2,
             "ok": all(p.ok for p in phases),
             "phases": [{"name": p.name, "ok": p.ok, "checks": p.checks, "notes": p.notes,

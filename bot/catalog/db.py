@@ -57,6 +57,13 @@ def get_engine(database_url: str) -> Engine:
     return engine
 
 
+def forget_engines(database: str) -> None:
+    """Close and forget this process's engines on database `database` (any host, user or
+    password), so that it can be dropped and a later `get_engine` starts afresh."""
+    for key in [k for k in _ENGINES if make_url(k).database == database]:
+        _ENGINES.pop(key).dispose()
+
+
 _FACTORIES: dict[str, sessionmaker] = {}
 
 

@@ -11,8 +11,6 @@ NLU's phrase matcher learns new aliases at the next training.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from bot.atomic_file import write_atomic
 from bot.catalog.models import Alias, Procedure
 from bot.catalog.revision import bump_revision
 from bot.console.accounts import audit
@@ -120,7 +119,7 @@ def override_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
 
 
-def _safe_name(folder: Path, name: str) -> Path:
+def override_path(folder: Path, name: str) -> Path:
     """Only a plain `NN-name.yaml` file directly inside the overrides folder."""
     if not name.endswith(".yaml") or "/" in name or "\\" in name or name.startswith("."):
         raise CatalogEditError("tên tệp phải có dạng 01-ha-noi.yaml")
@@ -131,35 +130,34 @@ def save_override(s: Session, folder: Path, name: str, text: str, by: str,
                   address: str | None = None) -> str:
     """Validate a province's override file with the loader the services use, then write it
     atomically; returns the province code. Nothing is written when anything is wrong."""
-    path = _safe_name(folder, name)
+    path = override_path(folder, name)
     data = nfc(text).replace("\r\n", "\n")
     if len(data.encode()) > MAX_OVERRIDE_BYTES:
         raise CatalogEditError("tệp quá lớn")
-    with _WRITE_LOCK:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".edit-", suffix=".yaml", dir=folder)
+    found: list[str] = []
+
+    def check(written: Path) -> None:
+        """The file as the services will read it: valid, and the only one of its province."""
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(data)
+            code, _ = load_file(written)
+        except OverrideError as exc:
+            raise CatalogEditError(str(exc).replace(written.name, name)) from exc
+        others: dict[str, str] = {}
+        for other in override_files(folder):
+            if other.name == name or other.name.startswith("."):
+                continue
             try:
-                code, _ = load_file(Path(tmp))
-            except OverrideError as exc:
-                raise CatalogEditError(str(exc).replace(Path(tmp).name, name)) from exc
-            others: dict[str, str] = {}
-            for other in override_files(folder):
-                if other.name == name or other.name.startswith("."):
-                    continue
-                try:
-                    others[load_file(other)[0]] = other.name
-                except OverrideError:
-                    continue  # a broken neighbour is reported by `bot fees check`, not here
-            if code in others:
-                raise CatalogEditError(f"tỉnh {code} đã có tệp {others[code]} (mỗi tỉnh một tệp)")
-            old = path.read_text(encoding="utf-8") if path.exists() else ""
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+                others[load_file(other)[0]] = other.name
+            except OverrideError:
+                continue  # a broken neighbour is reported by `bot fees check`, not here
+        if code in others:
+            raise CatalogEditError(f"tỉnh {code} đã có tệp {others[code]} (mỗi tỉnh một tệp)")
+        found.append(code)
+
+    with _WRITE_LOCK:
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        write_atomic(path, data, check)
+    code = found[0]
     audit(s, by, "fees.override", name, {
         "province": code, "before_sha256": hashlib.sha256(old.encode()).hexdigest()[:16],
         "after_sha256": hashlib.sha256(data.encode()).hexdigest()[:16]}, address)

@@ -73,7 +73,7 @@ async def fees_page(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     folder = request.app[SETTINGS_KEY].fee_overrides_dir
     try:
-        path = ca._safe_name(folder, name)
+        path = ca.override_path(folder, name)
     except ca.CatalogEditError as exc:
         return render(request, "error.html", status=404, message=str(exc))
     text = path.read_text(encoding="utf-8") if path.exists() else ""

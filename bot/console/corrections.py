@@ -25,7 +25,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import threading
 import unicodedata
 import warnings
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from bot.atomic_file import write_atomic
 from bot.config import ROOT
 from bot.text import mask_pii, nfc
 
@@ -305,20 +305,6 @@ def _locked(directory: Path) -> Iterator[None]:
             os.close(fd)
 
 
-def _write_atomic(path: Path, content: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def prepare(text: str, intent: str, entities: Iterable[EntitySpan] = (), *,
             domain_file: Path = DOMAIN_FILE) -> tuple[str, str, list[EntitySpan]]:
     """Validate a correction; (example line, plain text, spans on it) or `CorrectionError`.
@@ -366,5 +352,5 @@ def add_example(text: str, intent: str, entities: Iterable[EntitySpan] = (), *,
         blocks.setdefault(intent, []).append(line)
         content = _render(blocks)
         _rasa_check(content, path, intent, plain, placed)
-        _write_atomic(path, content)
+        write_atomic(path, content)
     return AddedExample(path=path, intent=intent, example=line, text=plain)

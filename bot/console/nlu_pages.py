@@ -153,8 +153,7 @@ async def conversation_page(request: web.Request) -> web.StreamResponse:
     sender = request.match_info["sender"]
     turns = await db(request, lambda s: read_conversation(s, sender))
     # Messages exchanged with staff never reach Rasa: they are in the handover threads.
-    desk = request.app[HANDOVER_KEY]
-    threads = [await desk.get(h.id) for h in await desk.list_handovers(sender_id=sender)]
+    threads = await request.app[HANDOVER_KEY].threads_of(sender)
     if not turns and not threads:
         return render(request, "error.html", status=404,
                       message="Không có cuộc trò chuyện này.")

@@ -97,6 +97,10 @@ class HandoverDesk:
         """One handover with its thread (NotFound if there is none)."""
         return await self._run(queue.get, self.url, handover_id)
 
+    async def threads_of(self, sender_id: str) -> list[HandoverDetail]:
+        """Every hand-over of one conversation with its thread, newest first."""
+        return await self._run(queue.threads_of, self.url, sender_id)
+
     async def take(self, handover_id: int, by: str, *, force: bool = False) -> HandoverView:
         """waiting → held by `by` (Conflict if closed or held by someone else, unless force)."""
         view = await self._run(queue.take, self.url, handover_id, by, force=force)

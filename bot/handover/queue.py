@@ -599,17 +599,36 @@ def list_handovers(url: str, *, status: str | None = None, channel: str | None =
         return _views(s, list(rows))
 
 
+def _details(s: Session, handovers: list[Handover]) -> list[HandoverDetail]:
+    """Each handover with its thread and each staff message's delivery state: the messages
+    of all of them in one query, not one query per handover."""
+    if not handovers:
+        return []
+    rows = s.execute(select(HandoverMessage, ZaloOutbox.status, ZaloOutbox.sent_at)
+                     .outerjoin(ZaloOutbox, ZaloOutbox.id == HandoverMessage.outbox_id)
+                     .where(HandoverMessage.handover_id.in_([h.id for h in handovers]))
+                     .order_by(HandoverMessage.created_at, HandoverMessage.id)).all()
+    threads: dict[int, list[MessageView]] = {h.id: [] for h in handovers}
+    for m, status, sent in rows:
+        threads[m.handover_id].append(_message(m, (status, sent) if status is not None
+                                               else None))
+    return [HandoverDetail(view, threads[h.id])
+            for h, view in zip(handovers, _views(s, handovers), strict=True)]
+
+
 def get(url: str, handover_id: int) -> HandoverDetail:
     """A handover with its thread and each staff message's delivery state."""
     with session_scope(url) as s:
-        h = _get(s, handover_id)
-        rows = s.execute(select(HandoverMessage, ZaloOutbox.status, ZaloOutbox.sent_at)
-                         .outerjoin(ZaloOutbox, ZaloOutbox.id == HandoverMessage.outbox_id)
-                         .where(HandoverMessage.handover_id == h.id)
-                         .order_by(HandoverMessage.created_at, HandoverMessage.id)).all()
-        messages = [_message(m, (status, sent) if status is not None else None)
-                    for m, status, sent in rows]
-        return HandoverDetail(_views(s, [h])[0], messages)
+        return _details(s, [_get(s, handover_id)])[0]
+
+
+def threads_of(url: str, sender_id: str, limit: int = 50) -> list[HandoverDetail]:
+    """Every hand-over of one conversation with its thread, newest first (the console's
+    conversation reader)."""
+    with session_scope(url) as s:
+        rows = s.execute(select(Handover).where(Handover.sender_id == sender_id)
+                         .order_by(Handover.id.desc()).limit(limit)).scalars().all()
+        return _details(s, list(rows))
 
 
 def changes_since(url: str, version: int, limit: int = 200) -> Changes:

@@ -106,47 +106,52 @@ def parse_row(row: dict[str, str], matcher: CodeMatcher) -> ApplicationStatus:
     """One CSV row as an ApplicationStatus; raises StatusValueError listing every problem."""
     values = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
     problems: list[str] = []
+    reported: set[str] = set()  # columns with a problem already: one message says enough
+
+    def problem(col: str, text: str) -> None:
+        problems.append(f"cột {col}: {text}")
+        reported.add(col)
+
     if None in row:  # more cells than header columns
         problems.append("nhiều ô hơn số cột của dòng tiêu đề")
     for name, value in values.items():
         if len(value) > MAX_FIELD_CHARS:
-            problems.append(f"cột {name}: quá dài ({len(value)} ký tự; tối đa {MAX_FIELD_CHARS})")
+            problem(name, f"quá dài ({len(value)} ký tự; tối đa {MAX_FIELD_CHARS})")
     code = normalize(values.get("receipt_code", ""))
     if not code:
-        problems.append("cột receipt_code: trống")
+        problem("receipt_code", "trống")
     elif not matcher.is_valid(code):
-        problems.append(f"cột receipt_code: {code!r} không đúng dạng mã hồ sơ nào đã khai báo "
-                        f"(ví dụ {matcher.example}; thêm dạng mới trong RECEIPT_CODE_PATTERNS)")
+        problem("receipt_code", f"{code!r} không đúng dạng mã hồ sơ nào đã khai báo "
+                f"(ví dụ {matcher.example}; thêm dạng mới trong RECEIPT_CODE_PATTERNS)")
     status = None
     try:
         status = parse_status(values.get("status", ""))
     except StatusValueError as exc:
-        problems.append(f"cột status: {exc}")
+        problem("status", str(exc))
     dates: dict[str, datetime | None] = {}
     for col in ("received_at", "due_at", "finished_at"):
         try:
             dates[col] = parse_when(values.get(col))
         except StatusValueError as exc:
-            problems.append(f"cột {col}: {exc}")
+            problem(col, str(exc))
             dates[col] = None
     received, due, finished = dates["received_at"], dates["due_at"], dates["finished_at"]
-    if received is None and "cột received_at" not in " ".join(problems):
-        problems.append("cột received_at: trống (cần ngày tiếp nhận)")
+    if received is None and "received_at" not in reported:
+        problem("received_at", "trống (cần ngày tiếp nhận)")
     if received and due and due < received:
-        problems.append("cột due_at: ngày hẹn trả trước ngày tiếp nhận")
+        problem("due_at", "ngày hẹn trả trước ngày tiếp nhận")
     if received and finished and finished < received:
-        problems.append("cột finished_at: ngày kết thúc trước ngày tiếp nhận")
-    if status in FINAL_STATUSES and finished is None and "cột finished_at" not in " ".join(
-            problems):
-        problems.append(f"cột finished_at: cần có khi trạng thái là {status}")
+        problem("finished_at", "ngày kết thúc trước ngày tiếp nhận")
+    if status in FINAL_STATUSES and finished is None and "finished_at" not in reported:
+        problem("finished_at", f"cần có khi trạng thái là {status}")
     if status is not None and status not in FINAL_STATUSES and finished is not None:
-        problems.append(f"cột finished_at: chỉ ghi khi hồ sơ đã xong (trạng thái {status})")
+        problem("finished_at", f"chỉ ghi khi hồ sơ đã xong (trạng thái {status})")
     note = values.get("note") or None
     agency = values.get("agency") or None
     for col, value in (("note", note), ("agency", agency)):
         if value and mask_pii(value) != value:
-            problems.append(f"cột {col}: có vẻ chứa số định danh/điện thoại; dữ liệu trạng thái "
-                            "không được chứa thông tin cá nhân")
+            problem(col, "có vẻ chứa số định danh/điện thoại; dữ liệu trạng thái "
+                    "không được chứa thông tin cá nhân")
     if problems:
         raise StatusValueError("; ".join(problems))
     assert status is not None and received is not None
