@@ -86,12 +86,13 @@ class HandoverDesk:
         return await self._run(queue.list_open, self.url)
 
     async def list_handovers(self, *, status: str | None = None, channel: str | None = None,
-                   taken_by: str | None = None, sender_id: str | None = None,
-                   before_id: int | None = None, limit: int = 50) -> list[HandoverView]:
-        """Handovers newest first, filtered; page with `before_id`."""
+                   taken_by: str | None = None, before_id: int | None = None,
+                   limit: int = 50) -> list[HandoverView]:
+        """Handovers newest first, filtered; page with `before_id` (one conversation's:
+        `threads_of`)."""
         return await self._run(queue.list_handovers, self.url, status=status,
-                               channel=channel, taken_by=taken_by, sender_id=sender_id,
-                               before_id=before_id, limit=limit)
+                               channel=channel, taken_by=taken_by, before_id=before_id,
+                               limit=limit)
 
     async def get(self, handover_id: int) -> HandoverDetail:
         """One handover with its thread (NotFound if there is none)."""

@@ -579,8 +579,8 @@ def list_open(url: str) -> list[HandoverView]:
 
 
 def list_handovers(url: str, *, status: str | None = None, channel: str | None = None,
-                   taken_by: str | None = None, sender_id: str | None = None,
-                   before_id: int | None = None, limit: int = 50) -> list[HandoverView]:
+                   taken_by: str | None = None, before_id: int | None = None,
+                   limit: int = 50) -> list[HandoverView]:
     """Handovers newest first, filtered; page with `before_id` (the last id of a page)."""
     query = select(Handover)
     if status is not None:
@@ -589,8 +589,6 @@ def list_handovers(url: str, *, status: str | None = None, channel: str | None =
         query = query.where(Handover.channel == channel)
     if taken_by is not None:
         query = query.where(Handover.taken_by == taken_by)
-    if sender_id is not None:
-        query = query.where(Handover.sender_id == sender_id)
     if before_id is not None:
         query = query.where(Handover.id < before_id)
     with session_scope(url) as s:
