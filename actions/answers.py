@@ -1,40 +1,67 @@
-"""Actions that answer procedure questions (papers, fee, time, place, online, how-to).
+"""Actions that answer procedure questions: every point asked, in one reply.
 
-All six share one flow (work out the procedure, then word one kind of fact), so they are
-subclasses of `ProcedureAnswer` that only differ in `render`. Every answer names the
-procedure and its code and links to the portal; a fact the catalog lacks is said to be
-missing, never invented.
+The six actions (one per procedure intent, so the rules stay readable) share one flow: work
+out the procedure, then answer each aspect the message asks (bot/aspects.py) from its own
+field (actions/aspect_answers.py); the intent only says which aspect to answer when the
+message names none. Every answer names the procedure and its code and links to the portal;
+a fact the catalog lacks is said to be missing, never invented. A general-knowledge entry or
+an official Q&A that matches closely is answered or quoted with its source.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from abc import ABC, abstractmethod
-from collections.abc import Callable
+from abc import ABC
 from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+from sqlalchemy.orm import Session
 
-from actions.catalog_client import Resolution, get_client
-from actions.fees import (
-    EMPTY_TRACKER,
-    FeeContext,
-    context_events,
-    fee_context,
-    online_fee,
-    render_fee,
+from actions.aspect_answers import render_body
+from actions.catalog_client import MARGIN, CatalogClient, Resolution, get_client
+from actions.fees import EMPTY_TRACKER, FeeContext, context_events, fee_context
+from actions.formatting import heading, link
+from actions.sources import (
+    chosen_code,
+    confident_hit,
+    quote_faq,
+    ranked_hits,
+    render_knowledge,
 )
-from actions.formatting import UNKNOWN, bullet_lines, channel_label, duration, heading, link
-from bot.catalog.models import Channel, Procedure
+from bot.aspects import INTENT_ASPECT, AskedAspects, detect
+from bot.catalog.models import Procedure
+from bot.catalog.search import SearchResult
 from bot.config import Settings
+from bot.retrieval_result import RETRIEVAL
 from bot.text import mask_pii
 
 log = logging.getLogger(__name__)
-ONLINE_WHERE = ("Bạn nộp trực tuyến trên Cổng Dịch vụ công quốc gia ({portal}) hoặc cổng dịch "
-                "vụ công của tỉnh, thành phố nơi bạn làm thủ tục.")
+# Candidates offered with buttons, and what was asked with them (a typed follow-up keeps them).
+CANDIDATES_SLOT = "candidates"
+
+
+def compose(p: Procedure, asked: AskedAspects, settings: Settings, ctx: FeeContext,
+            shared: list[Procedure] | None = None) -> str:
+    """The whole answer: the procedure, each asked aspect, where variants differ, the link."""
+    parts = [f"Thủ tục {heading(p)}.", render_body(p, asked, settings, ctx)]
+    if shared:
+        lines = [f"• {q.display_name} (mã {q.code})"
+                 + (f" — {q.level}" if q.level and q.level != p.level else "")
+                 + (f", {q.agency}" if q.agency and q.agency != p.agency else "")
+                 for q in shared]
+        parts.append("Nội dung trên giống nhau ở các thủ tục cùng loại sau; chúng chỉ khác nơi "
+                     "thực hiện (cấp, cơ quan):\n" + "\n".join(lines))
+    if asked.aspects == ("steps",) and not asked.from_cues:
+        if p.result:
+            parts.append(f"Kết quả nhận được: {p.result}.")
+        parts.append("Bạn có thể hỏi thêm: cần giấy tờ gì, lệ phí bao nhiêu, bao lâu có kết "
+                     "quả, nộp ở đâu, làm online được không.")
+    parts.append(link(p, settings.portal_url))
+    return "\n\n".join(parts)
+
 
 # Offered after the candidate buttons, so a citizen whose procedure is not among them has a
 # way out that forgets the wrong guess (the payload's intent has a rule to NoneOfThese).
@@ -52,7 +79,13 @@ REPHRASE = ("Dạ, vậy là mình chưa tìm đúng thủ tục bạn cần, xi
 
 
 class ProcedureAnswer(Action, ABC):
-    """Resolve the procedure from entities, the message or the conversation, then answer."""
+    """Resolve the procedure from the retrieval, the buttons or the conversation, then answer.
+
+    The NLU searched the message already (bot/nlu/retrieval.py: `latest_message["retrieval"]`
+    holds the ranked procedures, the aspects asked, the official Q&A and knowledge matches);
+    the action adds what only the conversation knows: a button the citizen pressed, the
+    candidates offered last turn, the procedure being discussed.
+    """
 
     intent = "ask_procedure"
     action_name = "action_answer_procedure"
@@ -60,14 +93,10 @@ class ProcedureAnswer(Action, ABC):
     def name(self) -> str:
         return self.action_name
 
-    @abstractmethod
     def render(self, p: Procedure, settings: Settings) -> str:
-        """The answer text for this kind of question about procedure `p`."""
-
-    def answer(self, p: Procedure, settings: Settings, tracker: Tracker,
-               text: str) -> tuple[str, list[EventType]]:
-        """The answer and any slot events; answers that depend on context override this."""
-        return self.render(p, settings), []
+        """This kind of answer about `p` outside a conversation (previews, tests)."""
+        asked = AskedAspects((INTENT_ASPECT[self.intent],), False, False)
+        return compose(p, asked, settings, fee_context(EMPTY_TRACKER, settings, ""))
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
             domain: dict[str, Any]) -> list[EventType]:
@@ -75,21 +104,95 @@ class ProcedureAnswer(Action, ABC):
         message = tracker.latest_message or {}
         text = message.get("text") or ""
         entities = message.get("entities") or []
+        found = message.get(RETRIEVAL) or {}
+        pending = tracker.get_slot(CANDIDATES_SLOT) or {}
+        chosen = chosen_code(entities)
+        asked = self._asked(text, found, pending, chosen)
+        ctx = fee_context(tracker, settings, text)
+        events = context_events(ctx, tracker)
+        knowledge = confident_hit(found.get("knowledge"))
+        if knowledge is not None and chosen is None:
+            dispatcher.utter_message(text=render_knowledge(knowledge))
+            return events
+        faq = confident_hit(found.get("faq"))
         client = get_client()
         with client.session() as s:
-            res = client.resolve(s, entities, text, tracker.get_slot("procedure_code"))
+            ranked = ranked_hits(found)
+            if ranked is None and not text.startswith("/"):
+                ranked = client.rank(s, text)
+            res = None
+            if chosen is None:
+                res = client.follow_up(s, list(pending.get("codes") or []), ranked or [])
+            kept = res is not None
+            if res is None:
+                res = client.resolve(s, entities, text, tracker.get_slot("procedure_code"),
+                                     ranked)
+            if res.procedure is None and len(res.candidates) > 1:
+                res = self._same_answer(s, client, res, asked, settings, ctx)
             if res.procedure is not None:
-                log.info("%s: %s → %s", self.action_name, mask_pii(text[:200]), res.procedure.code)
-                buttons = self._buttons(res.alternatives)
-                reply, extra = self.answer(res.procedure, settings, tracker, text)
+                log.info("%s: %s → %s %s", self.action_name, mask_pii(text[:200]),
+                         res.procedure.code, ",".join(asked.aspects))
+                reply = compose(res.procedure, asked, settings, ctx, res.shared)
+                if faq is not None:
+                    reply += "\n\n" + quote_faq(faq)
+                buttons = self._buttons(res.alternatives, asked)
                 if buttons:
                     reply += "\n\nNếu bạn hỏi về thủ tục khác, bạn chọn bên dưới nhé."
                 dispatcher.utter_message(text=reply, buttons=buttons)
-                return [SlotSet("procedure_code", res.procedure.code), *extra]
-            self._clarify(dispatcher, res)
-        return []
+                keep = ({"codes": [res.procedure.code, *[a.code for a in res.alternatives]],
+                         "aspects": list(asked.aspects), "yes_no": asked.yes_no}
+                        if kept and res.alternatives else None)
+                return [*events, SlotSet("procedure_code", res.procedure.code),
+                        SlotSet(CANDIDATES_SLOT, keep)]
+            if faq is not None:
+                buttons = self._buttons(res.candidates, asked)
+                dispatcher.utter_message(text=quote_faq(faq), buttons=buttons)
+                return [*events, *self._pending(res.candidates, asked)]
+            self._clarify(dispatcher, res, asked)
+            return [*events, *self._pending(res.candidates, asked)]
 
-    def _buttons(self, results: list) -> list[dict[str, str]]:
+    @staticmethod
+    def _pending(candidates: list[SearchResult], asked: AskedAspects) -> list[EventType]:
+        """Remember offered candidates (and what was asked) for a typed follow-up."""
+        if not candidates:
+            return []
+        return [SlotSet(CANDIDATES_SLOT, {"codes": [c.code for c in candidates],
+                                          "aspects": list(asked.aspects),
+                                          "yes_no": asked.yes_no})]
+
+    def _asked(self, text: str, found: dict[str, Any], pending: dict[str, Any],
+               chosen: str | None) -> AskedAspects:
+        """The aspects to answer: the message's own, else those asked with the buttons."""
+        if chosen is not None and chosen in (pending.get("codes") or []) and pending.get(
+                "aspects"):
+            return AskedAspects(tuple(pending["aspects"]), bool(pending.get("yes_no")), True)
+        if found.get("aspects"):
+            asked = AskedAspects(tuple(found["aspects"]), bool(found.get("yes_no")),
+                                 bool(found.get("aspects_from_cues")))
+            if asked.from_cues:
+                return asked
+        if text.startswith("/"):
+            return AskedAspects((INTENT_ASPECT[self.intent],), False, False)
+        asked = detect(text, self.intent)
+        if not asked.from_cues and pending.get("aspects"):
+            return AskedAspects(tuple(pending["aspects"]), bool(pending.get("yes_no")), True)
+        return asked
+
+    def _same_answer(self, s: Session, client: CatalogClient, res: Resolution,
+                     asked: AskedAspects, settings: Settings, ctx: FeeContext) -> Resolution:
+        """Close variants that answer the asked point alike are answered once."""
+        procs = [p for c in res.candidates if (p := client.get(s, c.code)) is not None]
+        close = [p for p, c in zip(procs, res.candidates, strict=False)
+                 if res.candidates[0].score - c.score < MARGIN]
+        if len(close) < 2:
+            return res
+        bodies = {render_body(p, asked, settings, ctx) for p in close}
+        if len(bodies) != 1:
+            return res
+        others = [c for c in res.candidates if c.code not in {p.code for p in close}]
+        return Resolution(procedure=close[0], alternatives=others, shared=close[1:])
+
+    def _buttons(self, results: list, asked: AskedAspects | None = None) -> list[dict[str, str]]:
         """Buttons that ask this same question about another procedure."""
         return [
             {"title": c.name,
@@ -97,11 +200,12 @@ class ProcedureAnswer(Action, ABC):
             for c in results[:3]
         ]
 
-    def _clarify(self, dispatcher: CollectingDispatcher, res: Resolution) -> None:
+    def _clarify(self, dispatcher: CollectingDispatcher, res: Resolution,
+                 asked: AskedAspects | None = None) -> None:
         """Offer up to 3 likely procedures as buttons, or say that nothing matched."""
         if res.candidates:
             # The way out comes last, after the (at most 3) procedures it refers to.
-            buttons = [*self._buttons(res.candidates), dict(NONE_OF_THESE_BUTTON)]
+            buttons = [*self._buttons(res.candidates, asked), dict(NONE_OF_THESE_BUTTON)]
             dispatcher.utter_message(
                 text="Bạn đang hỏi về thủ tục nào dưới đây? Bạn chọn giúp mình nhé.",
                 buttons=buttons,
@@ -126,50 +230,12 @@ class AnswerProcedure(ProcedureAnswer):
     intent = "ask_procedure"
     action_name = "action_answer_procedure"
 
-    def render(self, p: Procedure, settings: Settings) -> str:
-        parts = [f"Thủ tục {heading(p)}."]
-        if p.summary:
-            parts.append(p.summary)
-        if p.steps:
-            parts.append("Các bước thực hiện:\n" + "\n".join(
-                f"{i}. {s.text}" for i, s in enumerate(p.steps, 1)))
-        else:
-            parts.append(f"Các bước thực hiện: {UNKNOWN}.")
-        if p.result:
-            parts.append(f"Kết quả nhận được: {p.result}.")
-        parts.append("Bạn có thể hỏi thêm: cần giấy tờ gì, lệ phí bao nhiêu, bao lâu có kết "
-                     "quả, nộp ở đâu, làm online được không.")
-        parts.append(link(p, settings.portal_url))
-        return "\n\n".join(parts)
-
 
 class AnswerDocuments(ProcedureAnswer):
     """The papers of the application file, one per line with copies."""
 
     intent = "ask_documents"
     action_name = "action_answer_documents"
-
-    def render(self, p: Procedure, settings: Settings) -> str:
-        if not p.documents:
-            body = f"Thành phần hồ sơ: {UNKNOWN}. Bạn vui lòng xem chi tiết tại đường dẫn dưới."
-        else:
-            items = []
-            for d in p.documents:
-                item = d.name
-                if d.copies:
-                    item += f" ({d.copies})"
-                if d.case:
-                    item += f" — {d.case}"
-                items.append(item)
-            body = "Hồ sơ cần chuẩn bị:\n" + bullet_lines(items)
-        return f"Thủ tục {heading(p)}.\n\n{body}\n\n{link(p, settings.portal_url)}"
-
-
-def per_channel(p: Procedure, title: str, fact: Callable[[Channel], str]) -> str:
-    """One line per submission channel with `fact` of it, or "unknown" with no channel."""
-    if not p.channels:
-        return f"{title}: {UNKNOWN}."
-    return f"{title}:\n" + bullet_lines([f"{channel_label(ch)}: {fact(ch)}" for ch in p.channels])
 
 
 class AnswerFee(ProcedureAnswer):
@@ -178,24 +244,12 @@ class AnswerFee(ProcedureAnswer):
     intent = "ask_fee"
     action_name = "action_answer_fee"
 
-    def render(self, p: Procedure, settings: Settings) -> str:
-        return render_fee(p, fee_context(EMPTY_TRACKER, settings, ""), settings)
-
-    def answer(self, p: Procedure, settings: Settings, tracker: Tracker,
-               text: str) -> tuple[str, list[EventType]]:
-        ctx = fee_context(tracker, settings, text)
-        return render_fee(p, ctx, settings), context_events(ctx, tracker)
-
 
 class AnswerProcessingTime(ProcedureAnswer):
     """How long each channel takes."""
 
     intent = "ask_processing_time"
     action_name = "action_answer_processing_time"
-
-    def render(self, p: Procedure, settings: Settings) -> str:
-        body = per_channel(p, "Thời hạn giải quyết", duration)
-        return f"Thủ tục {heading(p)}.\n\n{body}\n\n{link(p, settings.portal_url)}"
 
 
 class AnswerWhere(ProcedureAnswer):
@@ -204,49 +258,12 @@ class AnswerWhere(ProcedureAnswer):
     intent = "ask_where"
     action_name = "action_answer_where"
 
-    def render(self, p: Procedure, settings: Settings) -> str:
-        lines = [f"Cơ quan thực hiện: {p.agency or UNKNOWN}."]
-        if p.level:
-            lines.append(f"Cấp thực hiện: {p.level}.")
-        if p.authority and p.authority != p.agency:
-            lines.append(f"Cơ quan có thẩm quyền: {p.authority}.")
-        if p.channels:
-            lines.append("Cách nộp hồ sơ: " + ", ".join(
-                channel_label(ch).lower() for ch in p.channels) + ".")
-            if any(ch.channel == "online" for ch in p.channels):
-                lines.append(ONLINE_WHERE.format(portal=settings.portal_url))
-        body = "\n".join(lines)
-        return f"Thủ tục {heading(p)}.\n\n{body}\n\n{link(p, settings.portal_url)}"
-
 
 class AnswerOnline(ProcedureAnswer):
     """Whether it can be done online and how."""
 
     intent = "ask_online"
     action_name = "action_answer_online"
-
-    def render(self, p: Procedure, settings: Settings) -> str:
-        return self.render_in(p, settings, fee_context(EMPTY_TRACKER, settings, ""))
-
-    def answer(self, p: Procedure, settings: Settings, tracker: Tracker,
-               text: str) -> tuple[str, list[EventType]]:
-        ctx = fee_context(tracker, settings, text)
-        return self.render_in(p, settings, ctx), context_events(ctx, tracker)
-
-    def render_in(self, p: Procedure, settings: Settings, ctx: FeeContext) -> str:
-        online = [ch for ch in p.channels if ch.channel == "online"]
-        if online:
-            ch = online[0]
-            body = ("Có, thủ tục này nộp trực tuyến được. "
-                    + (p.online_howto or ONLINE_WHERE.format(portal=settings.portal_url))
-                    + "\nLệ phí khi nộp trực tuyến: " + online_fee(p, ctx) + "."
-                    + f"\nThời hạn giải quyết: {duration(ch)}.")
-        elif p.channels:
-            body = ("Theo danh mục, thủ tục này hiện chưa có kênh nộp trực tuyến; bạn nộp "
-                    + ", ".join(channel_label(c).lower() for c in p.channels) + ".")
-        else:
-            body = f"Cách thức nộp hồ sơ: {UNKNOWN}."
-        return f"Thủ tục {heading(p)}.\n\n{body}\n\n{link(p, settings.portal_url)}"
 
 
 class NoneOfThese(Action):
@@ -265,7 +282,7 @@ class NoneOfThese(Action):
         settings = Settings.from_env()
         dispatcher.utter_message(text=REPHRASE.format(portal=settings.portal_url),
                                  buttons=[dict(HANDOFF_BUTTON)])
-        return [SlotSet("procedure_code", None)]
+        return [SlotSet("procedure_code", None), SlotSet(CANDIDATES_SLOT, None)]
 
 
 def offered_candidates(tracker: Tracker) -> bool:

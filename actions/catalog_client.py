@@ -35,6 +35,7 @@ class Resolution:
     candidates: list[SearchResult] = field(default_factory=list)
     alternatives: list[SearchResult] = field(default_factory=list)  # close runners-up
     mentioned: str | None = None  # the words the citizen used, when nothing matched
+    shared: list[Procedure] = field(default_factory=list)  # close variants answered alike
 
 
 class CatalogClient:
@@ -75,7 +76,8 @@ class CatalogClient:
         return self.index().search(text, limit=10)
 
     def resolve(self, s: Session, entities: list[dict[str, Any]], text: str,
-                context_code: str | None) -> Resolution:
+                context_code: str | None,
+                ranked: list[SearchResult] | None = None) -> Resolution:
         """Pick the procedure for this message, or offer candidates, or fall back on context.
 
         A procedure named in the message wins; a message that names none (a follow-up such
@@ -87,7 +89,8 @@ class CatalogClient:
                 proc = self.get(s, str(e["value"]))
                 if proc is not None:
                     return Resolution(procedure=proc)
-        ranked = self.rank(s, text)
+        if ranked is None:
+            ranked = self.rank(s, text)
         named = any(e.get("entity") == "procedure" for e in entities)
         picked = self._pick(s, ranked)
         if picked.procedure is not None:
@@ -100,6 +103,30 @@ class CatalogClient:
             span = next(e for e in entities if e.get("entity") == "procedure")
             picked.mentioned = str(span.get("text") or span.get("value") or "")
         return picked
+
+    def follow_up(self, s: Session, pending: list[str], ranked: list[SearchResult]
+                  ) -> Resolution | None:
+        """A typed message after candidate buttons: pick, keep or switch.
+
+        It picks the candidate it names (the best-scoring candidate among the search hits),
+        switches to a new procedure the search is sure of, and otherwise answers for the most
+        likely candidate (the first) with the others still offered.
+        """
+        if not pending:
+            return None
+        scores = {h.code: h for h in ranked}
+        named = [scores[c] for c in pending if c in scores and scores[c].score >= PLAUSIBLE]
+        top = ranked[0] if ranked else None
+        if top is not None and top.code not in pending and top.score >= CONFIDENT and (
+                not named or top.score - max(n.score for n in named) >= MARGIN):
+            return None  # a new procedure: resolved like any other message
+        chosen = max(named, key=lambda h: h.score).code if named else pending[0]
+        proc = self.get(s, chosen)
+        if proc is None:
+            return None
+        others = [SearchResult(c, p.display_name, 0.0) for c in pending if c != chosen
+                  for p in [self.get(s, c)] if p is not None]
+        return Resolution(procedure=proc, alternatives=others[:3])
 
     def _pick(self, s: Session, hits: list[SearchResult]) -> Resolution:
         if not hits:

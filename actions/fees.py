@@ -156,9 +156,9 @@ def _why(d: Decision, ctx: FeeContext) -> str:
     return ""
 
 
-def render_fee(p: Procedure, ctx: FeeContext, settings: Settings,
-               book: FeeBook | None = None) -> str:
-    """The fee answer: one line per channel (or the one asked), basis, end dates, exemptions."""
+def fee_lines(p: Procedure, ctx: FeeContext,
+              book: FeeBook | None = None) -> tuple[list[str], list[str], list[int | None]]:
+    """The fee lines (title + one per channel), the notes, and the amounts decided."""
     book = book or get_book()
     code = ctx.province.code if ctx.province else None
     channels = [ctx.channel] if ctx.channel else None
@@ -197,6 +197,13 @@ def render_fee(p: Procedure, ctx: FeeContext, settings: Settings,
         else:
             text = exemptions[0].exempt_text or ""
             notes.append(f"Có trường hợp được miễn lệ phí theo quy định: {text}")
+    return lines, notes, [d.amount for d in decisions]
+
+
+def render_fee(p: Procedure, ctx: FeeContext, settings: Settings,
+               book: FeeBook | None = None) -> str:
+    """The fee answer: one line per channel (or the one asked), basis, end dates, exemptions."""
+    lines, notes, _ = fee_lines(p, ctx, book)
     body = "\n".join(lines)
     if notes:
         body += "\n\n" + "\n".join(notes)

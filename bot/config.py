@@ -122,6 +122,17 @@ class Settings:
     actions_urls: tuple[str, ...] = ()
     redis_url: str = ""
     lock_lifetime: int = 20  # seconds a dead replica's conversation lock blocks it at most
+    # The national catalog shipped with the product (data/dvcqg/: the portal's exports),
+    # imported on the first `bot run`; relative to the checkout; blank: the seed alone.
+    catalog_snapshot: str = "data/dvcqg"
+
+    @property
+    def catalog_snapshot_dir(self) -> Path | None:
+        """The snapshot folder to load at start, or None when turned off."""
+        if not self.catalog_snapshot.strip():
+            return None
+        path = Path(self.catalog_snapshot.strip())
+        return path if path.is_absolute() else ROOT / path
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -199,4 +210,5 @@ class Settings:
                 else local_actions),
             redis_url=redis_url,
             lock_lifetime=_int(env, "LOCK_LIFETIME", 20),
+            catalog_snapshot=env.get("CATALOG_SNAPSHOT", "data/dvcqg"),
         )

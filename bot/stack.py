@@ -103,6 +103,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "LOCK_LIFETIME": str(settings.lock_lifetime),
         "CONSOLE_SESSION_HOURS": str(settings.console_session_hours),
         "CONSOLE_SECURE_COOKIE": settings.console_secure_cookie,
+        "CATALOG_SNAPSHOT": settings.catalog_snapshot,
         "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         "PYTHONWARNINGS": env.get("PYTHONWARNINGS", "ignore::DeprecationWarning"),
     })

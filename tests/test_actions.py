@@ -129,7 +129,10 @@ def test_ambiguous_name_asks_with_at_most_three_buttons(catalog: str) -> None:
         code = json.loads(b["payload"][len("/ask_fee"):])["procedure"]
         with session_scope(catalog) as s:
             assert s.get(Procedure, code) is not None
-    assert events == []
+    # The candidates (and the aspect asked) are remembered for a typed follow-up.
+    codes = [json.loads(b["payload"][len("/ask_fee"):])["procedure"] for b in buttons]
+    assert events == [{"event": "slot", "name": "candidates", "timestamp": None,
+                       "value": {"codes": codes, "aspects": ["fee"], "yes_no": False}}]
 
 
 def payload_code(payload: str, intent: str) -> str:
@@ -139,8 +142,16 @@ def payload_code(payload: str, intent: str) -> str:
 
 
 # Generic questions that name a kind of procedure several seed procedures share.
-AMBIGUOUS = ("đăng ký xe phí bao nhiêu", "làm bằng lái phí bao nhiêu", "hộ chiếu phí bao nhiêu",
-             "căn cước phí bao nhiêu")
+# They ask two points (fee and papers): variants whose answers to the points asked are the
+# same are answered once (test_variants_with_the_same_answer_are_answered_once), so only
+# candidates that differ in what was asked are offered as buttons.
+AMBIGUOUS = ("đăng ký xe phí bao nhiêu, cần giấy tờ gì",
+             "làm bằng lái phí bao nhiêu, cần giấy tờ gì",
+             "hộ chiếu phí bao nhiêu, cần giấy tờ gì", "căn cước phí bao nhiêu, cần giấy tờ gì")
+
+
+def slot_events(events: list[dict], name: str) -> list[dict]:
+    return [e for e in events if e.get("event") == "slot" and e.get("name") == name]
 
 
 def ambiguous_fee_question() -> tuple[str, list[dict]]:
@@ -150,7 +161,7 @@ def ambiguous_fee_question() -> tuple[str, list[dict]]:
     """
     for text in AMBIGUOUS:
         msgs, events = run(AnswerFee(), tracker(text, intent="ask_fee"))
-        if not events and len(msgs[0]["buttons"]) >= 3:  # ≥ 2 candidates + "none"
+        if not slot_events(events, "procedure_code") and len(msgs[0]["buttons"]) >= 3:
             return text, msgs[0]["buttons"]
     raise AssertionError(f"none of {AMBIGUOUS} gives candidates with the seed catalog")
 
@@ -159,7 +170,8 @@ def test_close_candidates_come_with_a_none_of_these_button_last(catalog: str) ->
     """Up to 3 procedures in ranking order, then the way out, each with a working payload."""
     text, buttons = ambiguous_fee_question()
     msgs, events = run(AnswerFee(), tracker(text, intent="ask_fee"))
-    assert len(msgs) == 1 and events == [] and msgs[0]["buttons"] == buttons
+    assert len(msgs) == 1 and msgs[0]["buttons"] == buttons
+    assert [e["name"] for e in events] == ["candidates"]
     assert "thủ tục nào" in msgs[0]["text"]
     *candidates, last = buttons
     assert 2 <= len(candidates) <= 3
@@ -200,7 +212,8 @@ def test_none_of_these_clears_the_procedure_and_asks_to_rephrase(
     msgs, events = run(NoneOfThese(), tracker(
         "/none_of_these", slots={"procedure_code": p.code}, intent="none_of_these"))
     assert events == [{"event": "slot", "name": "procedure_code", "value": None,
-                       "timestamp": None}]
+                       "timestamp": None},
+                      {"event": "slot", "name": "candidates", "value": None, "timestamp": None}]
     assert len(msgs) == 1
     text = msgs[0]["text"]
     assert "mô tả lại" in text and "giấy tờ gì" in text
@@ -223,8 +236,8 @@ def test_candidate_button_payload_answers_that_procedure_and_remembers_it(
     text = msgs[0]["text"]
     assert chosen in text and older.code not in text and "Phí, lệ phí" in text
     assert not msgs[0]["buttons"]
-    assert events == [{"event": "slot", "name": "procedure_code", "value": chosen,
-                       "timestamp": None}]
+    assert slot_events(events, "procedure_code") == [
+        {"event": "slot", "name": "procedure_code", "value": chosen, "timestamp": None}]
 
 
 @pytest.mark.parametrize(("action", "text", "needle"), [
@@ -338,3 +351,94 @@ def test_typed_no_after_candidates_rejects_them(catalog: str) -> None:
 def test_typed_no_elsewhere_gets_the_usual_reply(catalog: str) -> None:
     msgs, events = run(HandleDeny(), deny_tracker(None, {"procedure_code": "1.013082"}))
     assert msgs[0]["response"] == "utter_deny" and events == []
+
+
+def test_every_point_asked_is_answered_in_one_reply(catalog: str) -> None:
+    p = find(catalog, "đăng ký kết hôn")
+    msgs, _ = run(AnswerProcedure(), tracker(
+        "đăng ký kết hôn thì mấy ngày có kết quả, lệ phí hết bao nhiêu", intent="ask_procedure"))
+    text = msgs[0]["text"]
+    assert p.code in text
+    assert "Thời hạn giải quyết:" in text and "Phí, lệ phí" in text
+    assert "Các bước thực hiện" not in text  # not asked
+
+
+def test_a_point_the_record_lacks_is_said_plainly_not_replaced(catalog: str) -> None:
+    """A legal deadline is not the processing time: without one in the record, say so."""
+    p = find(catalog, "đăng ký kết hôn")
+    msgs, _ = run(AnswerProcessingTime(), tracker(
+        "hạn chót phải đăng ký là bao lâu sau khi cưới", slots={"procedure_code": p.code},
+        intent="ask_processing_time"))
+    text = msgs[0]["text"]
+    assert "Thời hạn phải làm:" in text
+    assert "Thời hạn giải quyết:" not in text
+    assert "không ghi rõ" in text or "Theo danh mục thủ tục" in text
+
+
+def test_yes_no_question_gets_yes_or_no_first(catalog: str) -> None:
+    p = find(catalog, "cấp phiếu lý lịch tư pháp")
+    msgs, _ = run(AnswerOnline(), tracker(
+        "có nộp online được không", slots={"procedure_code": p.code}, intent="ask_online"))
+    online = any(ch.channel == "online" for ch in p.channels)
+    answer = "Nộp trực tuyến:\nCó, " if online else "Nộp trực tuyến:\nKhông."
+    assert answer in msgs[0]["text"]
+
+
+def _pending_after_buttons() -> tuple[dict, list[dict]]:
+    text, buttons = ambiguous_fee_question()
+    _, events = run(AnswerFee(), tracker(text, intent="ask_fee"))
+    (pending,) = [e["value"] for e in slot_events(events, "candidates")]
+    return pending, buttons
+
+
+def test_typed_follow_up_after_buttons_keeps_the_candidates(catalog: str) -> None:
+    """"nộp trực tuyến thì bao nhiêu" instead of a button: the most likely candidate is
+    answered (fee and online), the others are still offered."""
+    pending, buttons = _pending_after_buttons()
+    msgs, events = run(AnswerFee(), tracker("nộp trực tuyến thì bao nhiêu",
+                                            slots={"candidates": pending}, intent="ask_fee"))
+    text = msgs[0]["text"]
+    assert pending["codes"][0] in text
+    assert "Phí, lệ phí" in text and "Nộp trực tuyến:" in text
+    offered = [payload_code(b["payload"], "ask_fee") for b in msgs[0]["buttons"]]
+    assert offered == pending["codes"][1:]
+    assert slot_events(events, "procedure_code")[0]["value"] == pending["codes"][0]
+
+
+def test_typed_follow_up_naming_a_candidate_picks_it(catalog: str) -> None:
+    pending, buttons = _pending_after_buttons()
+    second = buttons[1]
+    msgs, events = run(AnswerFee(), tracker(f"{second['title']} thì sao",
+                                            slots={"candidates": pending}, intent="ask_fee"))
+    chosen = payload_code(second["payload"], "ask_fee")
+    assert slot_events(events, "procedure_code")[0]["value"] == chosen
+    assert chosen in msgs[0]["text"]
+
+
+def test_a_new_procedure_in_a_follow_up_switches(catalog: str) -> None:
+    pending, _ = _pending_after_buttons()
+    other = find(catalog, "đăng ký kết hôn")
+    msgs, events = run(AnswerFee(), tracker("thế còn đăng ký kết hôn phí bao nhiêu",
+                                            slots={"candidates": pending}, intent="ask_fee"))
+    assert slot_events(events, "procedure_code")[0]["value"] == other.code
+    assert other.code in msgs[0]["text"]
+
+
+def test_variants_with_the_same_answer_are_answered_once(catalog: str) -> None:
+    """Provincial and ministry variants with the same papers: one answer, the difference
+    named, no question with buttons."""
+    base = {"name": "Cấp giấy phép nuôi thử nghiệm cá cảnh nước ngọt", "field": "Thủy sản",
+            "documents": [{"name": "Đơn đề nghị cấp phép nuôi thử nghiệm"},
+                          {"name": "Bản thuyết minh mô hình nuôi"}]}
+    with session_scope(catalog) as s:
+        upsert_records(s, [
+            {**base, "code": "9.990001", "level": "Cấp Tỉnh", "agency": "Sở Nông nghiệp"},
+            {**base, "code": "9.990002", "level": "Cấp Bộ", "agency": "Cục Thủy sản"},
+        ], source="test")
+    msgs, _ = run(AnswerDocuments(), tracker(
+        "nuôi thử nghiệm cá cảnh nước ngọt cần giấy tờ gì", intent="ask_documents"))
+    text = msgs[0]["text"]
+    assert "Đơn đề nghị cấp phép nuôi thử nghiệm" in text
+    assert "9.990001" in text and "9.990002" in text
+    assert "giống nhau" in text
+    assert NONE_OF_THESE_BUTTON not in msgs[0]["buttons"]

@@ -1,0 +1,52 @@
+"""What the NLU's retrieval found, read back in the action server.
+
+The retrieval (bot/nlu/retrieval.py) ranks procedures and matches the official Q&A and the
+general-knowledge file once per message; the actions read those results from the tracker's
+`latest_message` instead of searching again, and word them here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.catalog.search import SearchResult
+
+
+def chosen_code(entities: list[dict[str, Any]]) -> str | None:
+    """A procedure code the citizen chose with a button (an entity without candidates)."""
+    for e in entities:
+        if e.get("entity") == "procedure" and "candidates" not in e and e.get("value"):
+            value = str(e["value"])
+            if any(ch.isdigit() for ch in value) and "." in value:
+                return value
+    return None
+
+
+def ranked_hits(found: dict[str, Any]) -> list[SearchResult] | None:
+    """The NLU's ranked procedures, or None when the message was not searched there."""
+    if "procedures" not in found:
+        return None
+    return [SearchResult(str(h["code"]), str(h["name"]), float(h["score"]))
+            for h in found["procedures"]]
+
+
+def confident_hit(hits: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The best hit when the matcher was sure enough to answer from it."""
+    for hit in hits or []:
+        if hit.get("confident"):
+            return hit
+    return None
+
+
+def quote_faq(hit: dict[str, Any]) -> str:
+    """An official answer quoted as the ministry's words, with its link."""
+    from bot.faq import quote
+
+    return quote(hit)
+
+
+def render_knowledge(hit: dict[str, Any]) -> str:
+    """A general-knowledge answer with its sources."""
+    from bot.knowledge import render
+
+    return render(hit)

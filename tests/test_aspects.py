@@ -1,0 +1,117 @@
+"""Aspects asked in a message, and the evidence a dialogue act needs (no servers)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bot.aspects import HEADINGS, detect, is_yes_no
+from bot.nlu.act_guards import explicit_handover, explicit_status
+from bot.nlu.retrieval import decide
+
+
+@pytest.mark.parametrize(("text", "aspects"), [
+    ("xe máy sang tên thì bao nhiêu ngày xong, phí hết bao nhiêu", ("fee", "time")),
+    ("lam ho chieu can giay to gi, nop o dau", ("documents", "where")),
+    ("hạn chót để đăng ký là bao lâu sau khi sinh", ("deadline",)),
+    ("giấy xác nhận tình trạng hôn nhân có giá trị bao lâu", ("validity",)),
+    ("điều kiện để được cấp giấy phép kinh doanh là gì", ("conditions",)),
+    ("cần mẫu tờ khai đăng ký kết hôn", ("forms",)),
+    ("thủ tục này căn cứ vào nghị định nào", ("legal_basis",)),
+    ("ai được đi làm thay thủ tục này", ("audience",)),
+    ("nop truc tuyen thi bao nhieu", ("fee", "online")),
+])
+def test_every_aspect_asked_is_found_in_reply_order(text: str, aspects: tuple) -> None:
+    asked = detect(text, "ask_procedure")
+    assert asked.aspects == aspects
+    assert asked.from_cues
+
+
+def test_the_intent_decides_only_without_a_cue() -> None:
+    asked = detect("đăng ký khai sinh", "ask_fee")
+    assert asked.aspects == ("fee",) and not asked.from_cues
+    assert detect("đăng ký khai sinh", None).aspects == ("steps",)
+
+
+def test_a_situation_word_is_not_a_question_about_validity() -> None:
+    """"hết hạn" describes the paper; only asking how long it is valid is validity."""
+    assert "validity" not in detect("đổi bằng lái xe hết hạn", "ask_procedure").aspects
+
+
+@pytest.mark.parametrize(("text", "yes_no"), [
+    ("có mất phí không", True), ("nộp online được không", True), ("làm được không ạ", True),
+    ("phí bao nhiêu", False), ("cần giấy tờ gì", False),
+])
+def test_yes_no_questions(text: str, yes_no: bool) -> None:
+    assert is_yes_no(text) is yes_no
+
+
+def test_every_aspect_has_a_heading() -> None:
+    from bot.aspects import ASPECTS, CUES
+
+    assert set(HEADINGS) == set(ASPECTS) == set(CUES)
+
+
+@pytest.mark.parametrize("text", [
+    "cho tôi gặp cán bộ", "tôi muốn nói chuyện với người thật", "chuyển cho nhân viên giúp",
+    "cho xin số tổng đài", "có cán bộ nào trực không", "kết nối với chuyên viên",
+])
+def test_explicit_handover_requests(text: str) -> None:
+    assert explicit_handover(text)
+
+
+@pytest.mark.parametrize("text", [
+    "đăng ký tạm trú cho người thuê trọ", "nhân viên y tế có được miễn lệ phí không",
+    "tôi muốn đăng ký cho người nước ngoài", "cán bộ, công chức có được cấp hộ chiếu công vụ",
+])
+def test_a_person_word_is_not_a_handover_request(text: str) -> None:
+    assert not explicit_handover(text)
+
+
+def test_status_needs_a_code_or_status_words() -> None:
+    assert explicit_status("hồ sơ của tôi đến đâu rồi", False)
+    assert explicit_status("xem giúp", True)
+    assert not explicit_status("Hồ sơ đề nghị cấp giấy phép gồm những giấy tờ gì?", False)
+
+
+def _found(score: float, aspects: tuple = ("steps",)) -> dict:
+    return {"procedures": [{"code": "1.0", "name": "x", "score": score}] if score else [],
+            "aspects": list(aspects), "faq": [], "knowledge": []}
+
+
+def test_a_confident_procedure_wins_over_an_act_without_evidence() -> None:
+    text = "đăng ký tạm trú cho người thuê trọ"
+    assert decide("request_human", text, [], _found(0.8)) == "ask_procedure"
+    assert decide("request_human", "cho tôi gặp cán bộ", [], _found(0.8)) is None
+    assert decide("request_human", "ai đó giúp với", [], _found(0.0)) is None
+
+
+def test_a_province_inside_a_procedure_question_is_context() -> None:
+    text = "tôi muốn đăng ký thường trú cho con ở Hà Nội"
+    assert decide("inform_province", text, [], _found(0.8)) == "ask_procedure"
+    assert decide("inform_province", "tôi ở Hà Nội", [], _found(0.1)) is None
+
+
+def test_status_without_code_or_words_becomes_the_procedure_question() -> None:
+    text = "Hồ sơ đề nghị cấp giấy phép xây dựng gồm những gì?"
+    assert decide("check_status", text, [], _found(0.6, ("documents",))) == "ask_documents"
+    code = [{"entity": "receipt_code", "value": "H01.22-250110-0045"}]
+    assert decide("check_status", "xem giúp mình", code, _found(0.6)) is None
+
+
+def test_fallback_and_out_of_scope_are_answered_when_the_search_is_sure() -> None:
+    assert decide("nlu_fallback", "đổi bằng lái xe hết hạn", [], _found(0.7)) == "ask_procedure"
+    assert decide("out_of_scope", "thời tiết hôm nay", [], _found(0.0)) is None
+    assert decide("greet", "chào bạn", [], _found(0.9)) is None
+    assert decide("ask_fee", "phí bao nhiêu", [], _found(0.9)) is None
+
+
+def test_cue_matching_is_linear_on_long_input() -> None:
+    """16 KB of adversarial text costs about what a plain scan of it costs."""
+    hostile = ("a " * 8000) + "?"
+    start = time.perf_counter()
+    detect(hostile, None)
+    explicit_handover(hostile)
+    explicit_status(hostile, False)
+    assert time.perf_counter() - start < 2.0
