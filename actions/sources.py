@@ -31,22 +31,19 @@ def ranked_hits(found: dict[str, Any]) -> list[SearchResult] | None:
 
 
 def confident_hit(hits: list[dict[str, Any]] | None) -> dict[str, Any] | None:
-    """The best hit when the matcher was sure enough to answer from it."""
+    """The best hit when the matcher was sure enough to answer from it (and it is worded)."""
     for hit in hits or []:
-        if hit.get("confident"):
+        if hit.get("confident") and (hit.get("quote") or hit.get("text")):
             return hit
     return None
 
 
 def quote_faq(hit: dict[str, Any]) -> str:
-    """An official answer quoted as the ministry's words, with its link."""
-    from bot.faq import quote
-
-    return quote(hit)
+    """An official answer quoted as the ministry's words, with its link (bot.faq.quote,
+    worded by the retrieval)."""
+    return str(hit.get("quote") or "")
 
 
 def render_knowledge(hit: dict[str, Any]) -> str:
-    """A general-knowledge answer with its sources."""
-    from bot.knowledge import render
-
-    return render(hit)
+    """A general-knowledge answer with its sources (bot.knowledge.render)."""
+    return str(hit.get("text") or "")

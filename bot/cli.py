@@ -403,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     lx = sub.add_parser("lexicon", help="regenerate data/lexicon/domain_words.txt (train does it)")
     lx.set_defaults(func=cmd_lexicon)
 
-    e = sub.add_parser("eval", help="evaluations of single components")
+    e = sub.add_parser("eval", help="evaluations: search, official Q&A, whole dialogues")
     esub = e.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
     es = esub.add_parser(
         "search", help="top-1/3/10 and MRR of procedure search on a JSONL file, with a "
@@ -417,6 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--misses", type=int, default=0, help="print this many missed questions")
     es.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     es.set_defaults(func=cmd_eval_search)
+    from bot.eval_dialogue import add_parser as add_dialogue_parser
+
+    add_dialogue_parser(esub)
+    from bot.faq.evaluate import add_parser as add_faq_eval_parser
+
+    add_faq_eval_parser(esub)
 
     c = sub.add_parser("catalog", help="catalog management")
     csub = c.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")

@@ -22,8 +22,11 @@ pytestmark = pytest.mark.integration
 # Generic questions naming a kind of procedure that several seed procedures share ("đăng ký
 # xe": first registration, re-issue, transfer). The first that gets candidate buttons is used,
 # so the tests check the dialogue rather than one ranking of the search.
-AMBIGUOUS = ("đăng ký xe hết bao nhiêu tiền", "làm bằng lái hết bao nhiêu tiền",
-             "làm hộ chiếu hết bao nhiêu tiền")
+# Each asks two points (fee and papers): close variants whose answers to the points asked
+# are the same are answered once, so buttons come only for candidates that differ.
+AMBIGUOUS = ("đăng ký xe hết bao nhiêu tiền, cần giấy tờ gì",
+             "làm bằng lái hết bao nhiêu tiền, cần giấy tờ gì",
+             "làm hộ chiếu hết bao nhiêu tiền, cần giấy tờ gì")
 NONE_PAYLOAD = "/none_of_these"
 
 

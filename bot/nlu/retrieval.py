@@ -60,6 +60,11 @@ class _Sources:
         self._lock = threading.Lock()
         self._live: Any = None
         self._url: str | None = None
+        # The Q&A and knowledge indexes embed thousands of texts when their vectors are not
+        # cached yet: a message never waits for that (the gateway would time out); they
+        # join once the warm-up built them.
+        self.extras_ready = threading.Event()
+        self._warming = False
 
     def catalog(self) -> Any:
         """The live catalog index of DATABASE_URL (bot.catalog.live_index.LiveIndex)."""
@@ -74,26 +79,55 @@ class _Sources:
             live = self._live
         return live.get()
 
+    def warm(self) -> None:
+        """Build every index now (a background thread at model load or first message)."""
+        with self._lock:
+            if self._warming or self.extras_ready.is_set():
+                return
+            self._warming = True
+        try:
+            self.catalog()
+            _faq_hits("thủ tục hành chính")
+            _knowledge_hits("thủ tục hành chính")
+            self.extras_ready.set()
+        except Exception:  # the next message starts another warm-up
+            log.exception("retrieval warm-up failed")
+        finally:
+            with self._lock:
+                self._warming = False
+
+    def extras(self) -> bool:
+        """Whether the Q&A and knowledge indexes are built; starts building them if not."""
+        if self.extras_ready.is_set():
+            return True
+        threading.Thread(target=self.warm, name="retrieval-warmup", daemon=True).start()
+        return False
+
 
 SOURCES = _Sources()
 
 
 def _faq_hits(text: str) -> list[dict[str, Any]]:
-    """The official Q&A rows that match (bot.faq), best first, as plain dicts."""
-    try:
-        from bot.faq import match_faq
-    except ImportError:
-        return []
-    return [h.as_dict() for h in match_faq(text)[:3]]
+    """The official Q&A rows that match (bot.faq), best first; a confident one carries its
+    quote, worded once here so the action server needs neither the index nor the answers."""
+    from bot.faq import match, quote
+
+    out = []
+    for hit in match(text, limit=3):
+        row = hit.as_dict()
+        if hit.confident:
+            row["quote"] = quote(hit)
+        out.append(row)
+    return out
 
 
 def _knowledge_hits(text: str) -> list[dict[str, Any]]:
-    """The general-knowledge entries that match (bot.knowledge), best first."""
-    try:
-        from bot.knowledge import match_knowledge
-    except ImportError:
-        return []
-    return [h.as_dict() for h in match_knowledge(text)[:2]]
+    """The general-knowledge entries that match (bot.knowledge), best first, rendered."""
+    from bot.knowledge import match, render
+
+    return [{"id": h.entry.id, "title": h.entry.title, "score": round(h.score, 4),
+             "confident": h.confident, "text": render(h.entry)}
+            for h in match(text, limit=2)]
 
 
 def retrieve(text: str, intent: str | None) -> dict[str, Any]:
@@ -108,6 +142,9 @@ def retrieve(text: str, intent: str | None) -> dict[str, Any]:
         "faq": [],
         "knowledge": [],
     }
+    if not SOURCES.extras():
+        log.info("retrieval: official Q&A and knowledge still loading; catalog only")
+        return out
     for key, find in (("faq", _faq_hits), ("knowledge", _knowledge_hits)):
         try:
             out[key] = find(text)
@@ -168,6 +205,14 @@ class RetrievalFirst(GraphComponent):
     @classmethod
     def create(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
                execution_context: ExecutionContext) -> RetrievalFirst:
+        return cls(config)
+
+    @classmethod
+    def load(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
+             execution_context: ExecutionContext, **kwargs: Any) -> RetrievalFirst:
+        """At serving time the indexes are built in the background right away, so the first
+        citizen does not wait for an index over thousands of procedures."""
+        threading.Thread(target=SOURCES.warm, name="retrieval-warmup", daemon=True).start()
         return cls(config)
 
     def process(self, messages: list[Message]) -> list[Message]:
