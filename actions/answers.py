@@ -135,7 +135,7 @@ class ProcedureAnswer(Action, ABC):
                 reply = compose(res.procedure, asked, settings, ctx, res.shared)
                 if faq is not None:
                     reply += "\n\n" + quote_faq(faq)
-                buttons = self._buttons(res.alternatives, asked)
+                buttons = self._buttons(res.alternatives)
                 if buttons:
                     reply += "\n\nNếu bạn hỏi về thủ tục khác, bạn chọn bên dưới nhé."
                 dispatcher.utter_message(text=reply, buttons=buttons)
@@ -145,10 +145,10 @@ class ProcedureAnswer(Action, ABC):
                 return [*events, SlotSet("procedure_code", res.procedure.code),
                         SlotSet(CANDIDATES_SLOT, keep)]
             if faq is not None:
-                buttons = self._buttons(res.candidates, asked)
+                buttons = self._buttons(res.candidates)
                 dispatcher.utter_message(text=quote_faq(faq), buttons=buttons)
                 return [*events, *self._pending(res.candidates, asked)]
-            self._clarify(dispatcher, res, asked)
+            self._clarify(dispatcher, res)
             return [*events, *self._pending(res.candidates, asked)]
 
     @staticmethod
@@ -192,7 +192,7 @@ class ProcedureAnswer(Action, ABC):
         others = [c for c in res.candidates if c.code not in {p.code for p in close}]
         return Resolution(procedure=close[0], alternatives=others, shared=close[1:])
 
-    def _buttons(self, results: list, asked: AskedAspects | None = None) -> list[dict[str, str]]:
+    def _buttons(self, results: list) -> list[dict[str, str]]:
         """Buttons that ask this same question about another procedure."""
         return [
             {"title": c.name,
@@ -200,12 +200,11 @@ class ProcedureAnswer(Action, ABC):
             for c in results[:3]
         ]
 
-    def _clarify(self, dispatcher: CollectingDispatcher, res: Resolution,
-                 asked: AskedAspects | None = None) -> None:
+    def _clarify(self, dispatcher: CollectingDispatcher, res: Resolution) -> None:
         """Offer up to 3 likely procedures as buttons, or say that nothing matched."""
         if res.candidates:
             # The way out comes last, after the (at most 3) procedures it refers to.
-            buttons = [*self._buttons(res.candidates, asked), dict(NONE_OF_THESE_BUTTON)]
+            buttons = [*self._buttons(res.candidates), dict(NONE_OF_THESE_BUTTON)]
             dispatcher.utter_message(
                 text="Bạn đang hỏi về thủ tục nào dưới đây? Bạn chọn giúp mình nhé.",
                 buttons=buttons,

@@ -96,6 +96,7 @@ NAMED_LEVEL = 0.1  # bonus for the level the question names ("cấp tỉnh", "tr
 # for short and long messages; none for messages typed without diacritics.
 SEMANTIC = 0.8
 SEMANTIC_SCALE = 0.1
+SEMANTIC_NOISE = (0.01, 0.005)  # cosine gaps that are noise (short, long messages)
 ACCENTED = 0.25  # share of syllables with marks below which e5 is not asked
 LEVEL_WORDS = {
     "xa": {"cap_xa", "ubnd_xa", "an_xa", "cap_phuong"},
@@ -468,7 +469,9 @@ class CatalogIndex:
             qvec = self._query_vector(text)
             if qvec is not None:
                 cos = self._closeness(cand, qvec)
-                keys -= SEMANTIC * (cos.max() - cos) / SEMANTIC_SCALE
+                noise = SEMANTIC_NOISE[long_query]
+                gap = np.maximum(cos.max() - cos - noise, 0.0)
+                keys -= SEMANTIC * gap / SEMANTIC_SCALE
         ranked: list[tuple[float, str, SearchResult]] = []
         for i, key in zip(cand, keys, strict=True):
             score = min(1.0, max(0.0, float(key)))
