@@ -12,10 +12,11 @@ long questions. Two stages keep it both right and fast over thousands of procedu
    "đăng ký khai sinh kết hợp nhận cha mẹ con"; the recall score breaks near ties, and a
    small prior prefers the level a citizen usually means (xã, then tỉnh, then bộ) unless
    the question names one.
-3. **Meaning** — the multilingual-e5 cosine between the message and each candidate's name
-   (`bot.embedding`; the official name with its lĩnh vực, and the aliases) moves candidates
-   whose name means what the message asks ahead of those that only share its words. It
-   reorders the lexical candidates and never adds any, so text with no lexical match still
+3. **Meaning** — the multilingual-e5 cosine between the message and each candidate's names
+   (`bot.embedding`, `semantic_texts`: aliases, the official name, and that name with its
+   lĩnh vực) moves candidates whose names mean what the message asks ahead of those that
+   only share its words; gaps within the model's noise do not count. It only lowers the
+   candidates further in meaning and never adds any, so text with no lexical match still
    finds nothing; it is skipped for messages typed without diacritics, which e5 misreads.
 
 Before scoring, the question's syllables are folded, teencode and well-known abbreviations
@@ -90,14 +91,17 @@ VARIANT_PENALTY = 0.1
 EVIDENCE = 0.35  # name coverage below this scales the score down (weak absolute evidence)
 LEVEL_PRIOR = {"xa": 0.05, "tinh": 0.025, "bo": 0.0, "khac": 0.0}
 NAMED_LEVEL = 0.1  # bonus for the level the question names ("cấp tỉnh", "trung ương")
-# Phrases that name a level ("xã", "bổ sung", "tính" fold to words that say nothing alone).
-# The e5 signal (docs/search-experiments.md, "Hybrid"): a candidate whose name is
-# SEMANTIC_SCALE of cosine behind the closest candidate's loses SEMANTIC of score. The same
-# for short and long messages; none for messages typed without diacritics.
-SEMANTIC = 0.8
+# The e5 signal (docs/search-experiments.md, "Hybrid"): a candidate whose names are
+# SEMANTIC_SCALE of cosine further from the message than the closest candidate's lose
+# SEMANTIC of score, the same for short and long messages. Gaps within the model's noise
+# do not count: rewording a message without changing its meaning ("… ạ", "… thế nào")
+# moves the cosine gap between two candidates by 0.0066 (standard deviation) for short
+# messages and 0.0029 for long ones, so a smaller gap must not decide between them.
+SEMANTIC = 1.0
 SEMANTIC_SCALE = 0.1
-SEMANTIC_NOISE = (0.01, 0.005)  # cosine gaps that are noise (short, long messages)
+SEMANTIC_NOISE = (0.01, 0.005)  # cosine gaps ignored: short messages, long ones
 ACCENTED = 0.25  # share of syllables with marks below which e5 is not asked
+# Phrases that name a level ("xã", "bổ sung", "tính" fold to words that say nothing alone).
 LEVEL_WORDS = {
     "xa": {"cap_xa", "ubnd_xa", "an_xa", "cap_phuong"},
     "tinh": {"cap_tinh", "ubnd_tinh", "an_tinh"},
@@ -151,11 +155,12 @@ def semantic_texts(doc: IndexDoc) -> list[str]:
     ministry's "Cấp giấy phép…" from another's). Level variants share these texts."""
     texts = [t for t, _ in doc.names[:-1] if t.strip()]
     official = doc.names[-1][0] if doc.names and doc.names[-1][0] else doc.name
-    name = _strip_level_keep_marks(official)
-    texts.append(name)
-    if doc.field.strip():
-        texts.append(f"{name}. Lĩnh vực: {doc.field.strip()}")
-    return texts
+    name = _strip_level_keep_marks(official or "")
+    if name:
+        texts.append(name)
+        if doc.field.strip():
+            texts.append(f"{name}. Lĩnh vực: {doc.field.strip()}")
+    return texts or [doc.code]  # every procedure has a vector row
 
 
 def _strip_level_keep_marks(text: str) -> str:

@@ -1,4 +1,7 @@
-"""`bot eval search`: how often the right procedure is ranked first, in the top 3, top 10.
+"""`bot eval search`: how often the right procedure is ranked first, in the top 3, 4, 10.
+
+Top-4 is the most procedures the dialogue offers at once (an answer and its close
+runners-up, or candidate buttons).
 
 Each run also scores a plain BM25 over procedure names (lower-cased words, no folding, no
 aliases) on the same questions, so a figure is always read against a baseline measured
@@ -19,7 +22,7 @@ from bot.catalog.search import CatalogIndex, IndexDoc
 from bot.jsonl import JsonlError, read_objects
 from bot.text import nfc
 
-KS = (1, 3, 10)
+KS = (1, 3, 4, 10)
 
 
 class EvalFileError(JsonlError):
