@@ -181,9 +181,9 @@ class ProcedureAnswer(Action, ABC):
     def _same_answer(self, s: Session, client: CatalogClient, res: Resolution,
                      asked: AskedAspects, settings: Settings, ctx: FeeContext) -> Resolution:
         """Close variants that answer the asked point alike are answered once."""
-        procs = [p for c in res.candidates if (p := client.get(s, c.code)) is not None]
-        close = [p for p, c in zip(procs, res.candidates, strict=False)
-                 if res.candidates[0].score - c.score < MARGIN]
+        top = res.candidates[0].score
+        close = [p for c in res.candidates
+                 if top - c.score < MARGIN and (p := client.get(s, c.code)) is not None]
         if len(close) < 2:
             return res
         bodies = {render_body(p, asked, settings, ctx) for p in close}

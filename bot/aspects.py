@@ -131,13 +131,15 @@ class AskedAspects:
     from_cues: bool = True  # False: taken from the intent label (no cue in the message)
 
 
-def _padded(words: list[str]) -> str:
-    return " " + " ".join(words) + " "
+def padded_folded(text: str) -> str:
+    """The folded words of `text` between spaces: `f" {cue} " in padded` matches a folded cue
+    on word boundaries in one linear scan (shared with bot/nlu/act_guards.py)."""
+    return " " + " ".join(fold_words(text)) + " "
 
 
 def cue_hits(text: str) -> dict[str, set[str]]:
     """aspect → the cues of it found in `text` (on folded word boundaries)."""
-    padded = _padded(fold_words(text))
+    padded = padded_folded(text)
     found: dict[str, set[str]] = {}
     for aspect, cues in CUES.items():
         hits = {c for c in cues if f" {c} " in padded}

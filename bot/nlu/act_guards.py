@@ -17,7 +17,7 @@ Cues are folded phrases matched on word boundaries (a linear scan, whatever the 
 
 from __future__ import annotations
 
-from bot.text import fold_words
+from bot.aspects import padded_folded
 
 # Verbs of reaching someone: followed by any word for a person.
 _REACH = ("gap", "noi chuyen", "nc", "chuyen", "chuyen sang", "ket noi", "goi", "lien he",
@@ -48,17 +48,13 @@ _STATUS = (
 )
 
 
-def _padded(text: str) -> str:
-    return " " + " ".join(fold_words(text)) + " "
-
-
 def _has(padded: str, cues: tuple[str, ...]) -> bool:
     return any(f" {c} " in padded for c in cues)
 
 
 def explicit_handover(text: str) -> bool:
     """The message asks for a person, not only mentions one ("nhân viên y tế")."""
-    padded = _padded(text)
+    padded = padded_folded(text)
     if _has(padded, _ONLY_MEANS_HANDOVER):
         return True
     words = padded.split()
@@ -77,4 +73,4 @@ def explicit_handover(text: str) -> bool:
 
 def explicit_status(text: str, has_receipt_code: bool) -> bool:
     """The message asks where an application stands (a code, or status words)."""
-    return has_receipt_code or _has(_padded(text), _STATUS)
+    return has_receipt_code or _has(padded_folded(text), _STATUS)
