@@ -5,7 +5,7 @@
 #   Rasa replica   python -m bot.rasa_runtime run --enable-api --model /app/models/... \
 #                    --endpoints /app/deploy/endpoints.production.yml --credentials \
 #                    /app/credentials.yml --port 5005 --interface 0.0.0.0
-#   migrations     python -m bot db upgrade                               (once, before a release)
+#   migrations     python -m bot db upgrade --catalog                     (once, before a release)
 # Rasa replicas must be started through bot.rasa_runtime (it patches Rasa), never `rasa run`.
 #
 # No model is baked in: models live in /app/models, a volume (docker-compose.yml) or a

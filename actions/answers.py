@@ -21,7 +21,16 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy.orm import Session
 
 from actions.aspect_answers import render_body
-from actions.catalog_client import MARGIN, CatalogClient, Resolution, get_client
+from actions.catalog_client import (
+    ALTERNATIVES,
+    CANDIDATES,
+    CONFIDENT,
+    MARGIN,
+    PLAUSIBLE,
+    CatalogClient,
+    Resolution,
+    get_client,
+)
 from actions.fees import EMPTY_TRACKER, FeeContext, context_events, fee_context
 from actions.formatting import heading, link
 from actions.sources import (
@@ -29,6 +38,7 @@ from actions.sources import (
     confident_hit,
     quote_faq,
     ranked_hits,
+    related_faq,
     render_knowledge,
 )
 from bot.aspects import INTENT_ASPECT, AskedAspects, detect
@@ -68,6 +78,9 @@ def compose(p: Procedure, asked: AskedAspects, settings: Settings, ctx: FeeConte
 NONE_OF_THESE_INTENT = "none_of_these"
 NONE_OF_THESE_BUTTON = {"title": "Không phải thủ tục nào ở trên",
                         "payload": f"/{NONE_OF_THESE_INTENT}"}
+# Put before an answer given for the likeliest of close candidates (Resolution.clear).
+UNSURE = ("Có vài thủ tục gần giống nhau; mình trả lời theo thủ tục khớp nhất với câu hỏi "
+          "của bạn. Nếu không đúng, bạn chọn thủ tục khác ở cuối tin nhắn nhé.")
 # The hand-over (rule: request_human → action_request_human), offered when search failed.
 HANDOFF_BUTTON = {"title": "Gặp cán bộ", "payload": "/request_human"}
 REPHRASE = ("Dạ, vậy là mình chưa tìm đúng thủ tục bạn cần, xin lỗi bạn. Bạn mô tả lại giúp "
@@ -112,7 +125,13 @@ class ProcedureAnswer(Action, ABC):
         events = context_events(ctx, tracker)
         knowledge = confident_hit(found.get("knowledge"))
         if knowledge is not None and chosen is None:
-            dispatcher.utter_message(text=render_knowledge(knowledge))
+            # The general answer is the answer; the procedures the search is sure of follow
+            # as buttons, so the citizen can go on to the papers, fee or place of one.
+            related = [h for h in ranked_hits(found) or [] if h.score >= CONFIDENT]
+            reply = render_knowledge(knowledge)
+            if related:
+                reply += "\n\nThủ tục liên quan: bạn chọn bên dưới để xem chi tiết."
+            dispatcher.utter_message(text=reply, buttons=self._buttons(related))
             return events
         faq = confident_hit(found.get("faq"))
         client = get_client()
@@ -127,28 +146,37 @@ class ProcedureAnswer(Action, ABC):
             if res is None:
                 res = client.resolve(s, entities, text, tracker.get_slot("procedure_code"),
                                      ranked)
-            if res.procedure is None and len(res.candidates) > 1:
+            if (not kept and not res.clear) or (res.procedure is None and len(res.candidates) > 1):
                 res = self._same_answer(s, client, res, asked, settings, ctx)
+            related = related_faq(found.get("faq"), faq)
             if res.procedure is not None:
                 log.info("%s: %s → %s %s", self.action_name, mask_pii(text[:200]),
                          res.procedure.code, ",".join(asked.aspects))
                 reply = compose(res.procedure, asked, settings, ctx, res.shared)
+                if not res.clear:
+                    reply = UNSURE + "\n\n" + reply
                 if faq is not None:
                     reply += "\n\n" + quote_faq(faq)
+                if related:
+                    reply += "\n\n" + related
                 buttons = self._buttons(res.alternatives)
                 if buttons:
                     reply += "\n\nNếu bạn hỏi về thủ tục khác, bạn chọn bên dưới nhé."
+                    if not res.clear:
+                        buttons.append(dict(NONE_OF_THESE_BUTTON))
                 dispatcher.utter_message(text=reply, buttons=buttons)
                 keep = ({"codes": [res.procedure.code, *[a.code for a in res.alternatives]],
                          "aspects": list(asked.aspects), "yes_no": asked.yes_no}
-                        if kept and res.alternatives else None)
+                        if (kept or not res.clear) and res.alternatives else None)
                 return [*events, SlotSet("procedure_code", res.procedure.code),
                         SlotSet(CANDIDATES_SLOT, keep)]
             if faq is not None:
-                buttons = self._buttons(res.candidates)
-                dispatcher.utter_message(text=quote_faq(faq), buttons=buttons)
+                buttons = self._buttons(res.candidates, CANDIDATES)
+                dispatcher.utter_message(
+                    text=quote_faq(faq) + ("\n\n" + related if related else ""),
+                    buttons=buttons)
                 return [*events, *self._pending(res.candidates, asked)]
-            self._clarify(dispatcher, res)
+            self._clarify(dispatcher, res, related)
             return [*events, *self._pending(res.candidates, asked)]
 
     @staticmethod
@@ -180,47 +208,58 @@ class ProcedureAnswer(Action, ABC):
 
     def _same_answer(self, s: Session, client: CatalogClient, res: Resolution,
                      asked: AskedAspects, settings: Settings, ctx: FeeContext) -> Resolution:
-        """Close variants that answer the asked point alike are answered once."""
-        top = res.candidates[0].score
-        close = [p for c in res.candidates
-                 if top - c.score < MARGIN and (p := client.get(s, c.code)) is not None]
+        """Close variants that answer the asked point alike are answered once.
+
+        "Close" is within MARGIN of the best hit: the variants the search cannot tell
+        apart (central and provincial, or the same procedure under two agencies). When
+        their answers differ, `res` is returned as it is: the likeliest is answered as
+        such with the others as buttons, or, below CONFIDENT, the citizen chooses.
+        """
+        hits = res.ranked or res.candidates
+        if len(hits) < 2:
+            return res
+        top = hits[0].score
+        close = [p for c in hits if top - c.score < MARGIN
+                 and (p := client.get(s, c.code)) is not None]
         if len(close) < 2:
             return res
         bodies = {render_body(p, asked, settings, ctx) for p in close}
         if len(bodies) != 1:
             return res
-        others = [c for c in res.candidates if c.code not in {p.code for p in close}]
-        return Resolution(procedure=close[0], alternatives=others, shared=close[1:])
+        kept = {p.code for p in close}
+        others = [c for c in hits if c.code not in kept and c.score >= PLAUSIBLE]
+        return Resolution(procedure=close[0], alternatives=others[:ALTERNATIVES],
+                          shared=close[1:], ranked=hits)
 
-    def _buttons(self, results: list) -> list[dict[str, str]]:
+    def _buttons(self, results: list, limit: int = ALTERNATIVES) -> list[dict[str, str]]:
         """Buttons that ask this same question about another procedure."""
         return [
             {"title": c.name,
              "payload": f"/{self.intent}" + json.dumps({"procedure": c.code}, ensure_ascii=False)}
-            for c in results[:3]
+            for c in results[:limit]
         ]
 
-    def _clarify(self, dispatcher: CollectingDispatcher, res: Resolution) -> None:
-        """Offer up to 3 likely procedures as buttons, or say that nothing matched."""
+    def _clarify(self, dispatcher: CollectingDispatcher, res: Resolution,
+                 related: str = "") -> None:
+        """Offer up to 4 possible procedures as buttons, or say that nothing matched; the
+        official questions that may be related follow either way."""
         if res.candidates:
-            # The way out comes last, after the (at most 3) procedures it refers to.
-            buttons = [*self._buttons(res.candidates), dict(NONE_OF_THESE_BUTTON)]
-            dispatcher.utter_message(
-                text="Bạn đang hỏi về thủ tục nào dưới đây? Bạn chọn giúp mình nhé.",
-                buttons=buttons,
-            )
+            # The way out comes last, after the (at most 4) procedures it refers to.
+            buttons = [*self._buttons(res.candidates, CANDIDATES), dict(NONE_OF_THESE_BUTTON)]
+            text = "Bạn đang hỏi về thủ tục nào dưới đây? Bạn chọn giúp mình nhé."
+            dispatcher.utter_message(text=text + ("\n\n" + related if related else ""),
+                                     buttons=buttons)
             return
         if res.mentioned:
-            dispatcher.utter_message(
-                text=(f"Mình chưa tìm thấy thủ tục \u201c{res.mentioned}\u201d trong danh mục "
-                      "của mình. Bạn thử gọi tên thủ tục theo cách khác (ví dụ: \u201cđăng ký "
-                      "khai sinh\u201d, \u201ccấp đổi căn cước\u201d), hoặc nhắn \u201cgặp cán "
-                      "bộ\u201d để được hỗ trợ trực tiếp nhé."))
-            return
-        dispatcher.utter_message(
-            text=("Bạn muốn hỏi về thủ tục nào ạ? Bạn cho mình biết tên thủ tục (ví dụ: "
-                  "\u201cđăng ký khai sinh\u201d, \u201clàm hộ chiếu\u201d, \u201ccấp lại căn "
-                  "cước\u201d) để mình tra cứu giúp nhé."))
+            text = (f"Mình chưa tìm thấy thủ tục \u201c{res.mentioned}\u201d trong danh mục "
+                    "của mình. Bạn thử gọi tên thủ tục theo cách khác (ví dụ: \u201cđăng ký "
+                    "khai sinh\u201d, \u201ccấp đổi căn cước\u201d), hoặc nhắn \u201cgặp cán "
+                    "bộ\u201d để được hỗ trợ trực tiếp nhé.")
+        else:
+            text = ("Bạn muốn hỏi về thủ tục nào ạ? Bạn cho mình biết tên thủ tục (ví dụ: "
+                    "\u201cđăng ký khai sinh\u201d, \u201clàm hộ chiếu\u201d, \u201ccấp lại "
+                    "căn cước\u201d) để mình tra cứu giúp nhé.")
+        dispatcher.utter_message(text=text + ("\n\n" + related if related else ""))
 
 
 class AnswerProcedure(ProcedureAnswer):

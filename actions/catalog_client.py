@@ -20,10 +20,11 @@ from bot.catalog.search import CatalogIndex, SearchResult
 from bot.catalog.seed import ensure_seeded
 from bot.config import Settings
 
-CONFIDENT = 0.55  # a ranked hit at or above this answers directly...
-MARGIN = 0.05  # ...when the runner-up is at least this far behind
-NEAR = 0.12  # runners-up within this distance are offered beside a direct answer
+CONFIDENT = 0.55  # the best hit at or above this is answered...
+MARGIN = 0.05  # ...as the clear answer when the runner-up is at least this far behind
 PLAUSIBLE = 0.3  # hits at or above this are offered as buttons
+ALTERNATIVES = 3  # runners-up offered as buttons beside an answer
+CANDIDATES = 4  # procedures offered as buttons when none is likely enough to answer
 FULLTEXT_CONFIDENT = 0.75  # a whole-message search must be this sure to override context
 
 
@@ -36,6 +37,10 @@ class Resolution:
     alternatives: list[SearchResult] = field(default_factory=list)  # close runners-up
     mentioned: str | None = None  # the words the citizen used, when nothing matched
     shared: list[Procedure] = field(default_factory=list)  # close variants answered alike
+    # False: the runner-up is within MARGIN, so `procedure` is only the likeliest; the
+    # answer says so and keeps the others offered (see CatalogClient._pick).
+    clear: bool = True
+    ranked: list[SearchResult] = field(default_factory=list)  # the hits it was picked from
 
 
 class CatalogClient:
@@ -93,13 +98,14 @@ class CatalogClient:
             ranked = self.rank(s, text)
         named = any(e.get("entity") == "procedure" for e in entities)
         picked = self._pick(s, ranked)
-        if picked.procedure is not None:
+        if picked.procedure is not None and picked.clear:
             return picked
-        if context_code and (not named or not picked.candidates):
+        nothing = picked.procedure is None and not picked.candidates
+        if context_code and (not named or nothing):
             proc = self.get(s, context_code)
             if proc is not None and (not ranked or ranked[0].score < FULLTEXT_CONFIDENT):
                 return Resolution(procedure=proc)
-        if not picked.candidates and named:
+        if nothing and named:
             span = next(e for e in entities if e.get("entity") == "procedure")
             picked.mentioned = str(span.get("text") or span.get("value") or "")
         return picked
@@ -126,18 +132,29 @@ class CatalogClient:
             return None
         others = [SearchResult(c, p.display_name, 0.0) for c in pending if c != chosen
                   for p in [self.get(s, c)] if p is not None]
-        return Resolution(procedure=proc, alternatives=others[:3])
+        return Resolution(procedure=proc, alternatives=others[:ALTERNATIVES])
 
     def _pick(self, s: Session, hits: list[SearchResult]) -> Resolution:
+        """Answer the likeliest procedure, with the next ones offered beside it.
+
+        Measured through the chat on the development sets, asking "which one?" whenever
+        the runner-up was close answered the gold procedure first a sixth less often than
+        answering the likeliest one, and put no more gold procedures within reach: the
+        answer names the runners-up as buttons either way (README "How a message is
+        answered"). Only when no hit is likely enough is the citizen asked to choose.
+        """
         if not hits:
             return Resolution()
         top = hits[0]
-        clear = len(hits) == 1 or top.score - hits[1].score >= MARGIN
-        if top.score >= CONFIDENT and clear:
-            near = [h for h in hits[1:3] if top.score - h.score < NEAR and h.score >= PLAUSIBLE]
-            return Resolution(procedure=self.get(s, top.code), alternatives=near)
-        plausible = [h for h in hits if h.score >= PLAUSIBLE][:3]
-        return Resolution(candidates=plausible)
+        if top.score >= CONFIDENT:
+            proc = self.get(s, top.code)
+            if proc is not None:
+                clear = len(hits) == 1 or top.score - hits[1].score >= MARGIN
+                others = [h for h in hits[1:] if h.score >= PLAUSIBLE][:ALTERNATIVES]
+                return Resolution(procedure=proc, alternatives=others, clear=clear,
+                                  ranked=hits)
+        plausible = [h for h in hits if h.score >= PLAUSIBLE][:CANDIDATES]
+        return Resolution(candidates=plausible, ranked=hits)
 
 
 _CLIENT: CatalogClient | None = None

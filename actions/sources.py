@@ -44,6 +44,28 @@ def quote_faq(hit: dict[str, Any]) -> str:
     return str(hit.get("quote") or "")
 
 
+RELATED_LINKS = 2  # "possibly related" official questions listed under an answer
+
+
+def related_faq(hits: list[dict[str, Any]] | None,
+                quoted: dict[str, Any] | None = None) -> str:
+    """Official questions close to the message, other than the one quoted, as links.
+
+    They point a citizen whose case the catalog card (or the quoted answer) does not settle
+    to the ministries' own answers, without presenting any as the answer: the portal holds
+    many near-duplicates (the same question answered for another case or by another
+    ministry), and the closest by score is often not the one that fits.
+    """
+    skip = quoted.get("id") if quoted else None
+    lines = [str(h["line"]) for h in hits or []
+             if h.get("related") and h.get("line") and h.get("id") != skip]
+    if not lines:
+        return ""
+    title = "Hỏi đáp chính thức khác" if quoted else "Hỏi đáp chính thức"
+    return (f"{title} có thể liên quan (bấm vào để đọc câu trả lời):\n"
+            + "\n".join(lines[:RELATED_LINKS]))
+
+
 def render_knowledge(hit: dict[str, Any]) -> str:
     """A general-knowledge answer with its sources (bot.knowledge.render)."""
     return str(hit.get("text") or "")

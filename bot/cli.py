@@ -50,23 +50,10 @@ def _quiet_rasa() -> None:
 
 
 def _seed(settings: Settings) -> None:
-    """The curated seed, then (first start, or a new snapshot) the shipped national catalog."""
-    from bot.catalog.db import session_scope
-    from bot.catalog.seed import ensure_seeded
-    from bot.catalog.snapshot import load_snapshot
+    """The curated seed, then the shipped national catalog (bot.catalog.snapshot)."""
+    from bot.catalog.snapshot import prepare_catalog
 
-    with session_scope(settings.database_url) as s:
-        report = ensure_seeded(s)
-    if report.changed or report.rejected:
-        print(f"Danh mục thủ tục: {report.summary()}", file=sys.stderr)
-    folder = settings.catalog_snapshot_dir
-    if folder is not None:
-        with session_scope(settings.database_url) as s:
-            loaded = load_snapshot(s, folder)
-        if loaded.changed or loaded.errors:
-            print(f"Danh mục quốc gia ({folder.name}): {loaded.summary()}", file=sys.stderr)
-            for err in loaded.errors[:5]:
-                print(f"  {err}", file=sys.stderr)
+    prepare_catalog(settings)
 
 
 def _model_or_train(settings: Settings, retrain: bool = False) -> Path:

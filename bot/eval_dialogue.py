@@ -746,16 +746,16 @@ def _start_stack(log_dir: Path) -> tuple[Any, str, Path] | int:  # noqa: ANN401 
     """A stack of our own: the configured database and active model, free loopback ports,
     one replica each, no rate limits. (stack, gateway URL, model) or an exit status."""
     from bot.bench.load import Target, gateway_answered, gateway_payload
-    from bot.bench.runner import _free_port, _wait_answer
-    from bot.cli import _seed
+    from bot.bench.runner import free_port, wait_answer
+    from bot.catalog.snapshot import prepare_catalog
     from bot.registry.registry import active_model
     from bot.stack import Stack
 
     env = {k: v for k, v in os.environ.items()
            if k not in ("RASA_URL", "ACTIONS_URL", "RASA_URLS", "ACTIONS_URLS")}
     env.update({
-        "BOT_HOST": "127.0.0.1", "BOT_PORT": str(_free_port()),
-        "RASA_PORT": str(_free_port()), "ACTIONS_PORT": str(_free_port()),
+        "BOT_HOST": "127.0.0.1", "BOT_PORT": str(free_port()),
+        "RASA_PORT": str(free_port()), "ACTIONS_PORT": str(free_port()),
         "RASA_REPLICAS": "1", "ACTIONS_REPLICAS": "1",
         "RATE_LIMIT_PER_MINUTE": "0", "RATE_LIMIT_ADDRESS_PER_MINUTE": "0",
     })
@@ -765,7 +765,7 @@ def _start_stack(log_dir: Path) -> tuple[Any, str, Path] | int:  # noqa: ANN401 
         _say("Chưa có mô hình đã huấn luyện: chạy `bot train` trước "
              "(`bot eval dialogue --start` không tự huấn luyện).")
         return 2
-    _seed(settings)  # the catalog as `bot run` prepares it (seed, shipped national snapshot)
+    prepare_catalog(settings)  # as `bot run` prepares it (seed, shipped national snapshot)
     _say(f"Khởi động trợ lý với mô hình {model.name} (nhật ký: {log_dir})…")
     stack = Stack(settings, model, log_dir=log_dir)
     try:
@@ -773,7 +773,7 @@ def _start_stack(log_dir: Path) -> tuple[Any, str, Path] | int:  # noqa: ANN401 
         url = f"http://{settings.bot_host}:{settings.bot_port}"
         target = Target("gateway", url + CHAT_PATH, gateway_payload, gateway_answered)
         alive = lambda: all(p.poll() is None for p in stack.procs.values())  # noqa: E731
-        if not asyncio.run(_wait_answer(target, "xin chào", alive, 300)):
+        if not asyncio.run(wait_answer(target, "xin chào", alive, 300)):
             raise RuntimeError(f"the assistant did not answer; see {log_dir}")
     except BaseException:
         stack.stop()

@@ -26,10 +26,11 @@ def run_shell(settings: Settings, start: bool = False) -> int:
     stack = None
     base = f"http://{settings.bot_host}:{settings.bot_port}"
     if start:
-        from bot.cli import _model_or_train, _seed
+        from bot.catalog.snapshot import prepare_catalog
+        from bot.cli import _model_or_train
         from bot.stack import Stack
 
-        _seed(settings)
+        prepare_catalog(settings)
         stack = Stack(settings, _model_or_train(settings))
         print("Đang khởi động trợ lý...", file=sys.stderr)
         stack.start()

@@ -18,9 +18,12 @@ _TONE_PLACEMENT = {
     "oè": "òe", "oé": "óe", "oẻ": "ỏe", "oẽ": "õe", "oẹ": "ọe",
     "uỳ": "ùy", "uý": "úy", "uỷ": "ủy", "uỹ": "ũy", "uỵ": "ụy",
 }
-# "qu" is a consonant: in "quý" the tone already sits on the vowel nucleus.
+# "qu" is a consonant: in "quý" the tone already sits on the vowel nucleus. Only open
+# syllables differ between the styles: in "toàn", "hoàng", "huỳnh" the mark is on the
+# second vowel in both, so a following letter leaves the pair alone.
 _TONE_RE = re.compile(
-    "(?<![qQ])(?:" + "|".join(map(re.escape, _TONE_PLACEMENT)) + ")", re.IGNORECASE
+    "(?<![qQ])(?:" + "|".join(map(re.escape, _TONE_PLACEMENT)) + r")(?![^\W\d_])",
+    re.IGNORECASE,
 )
 
 # Common teencode/short forms mapped to the folded word the model and search expect.

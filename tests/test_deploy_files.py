@@ -285,7 +285,7 @@ def test_compose_start_order_postgres_migrate_services() -> None:
     for name in ("postgres", "redis"):
         assert services[name].get("healthcheck", {}).get("test"), f"{name}: no healthcheck"
     migrate = services["migrate"]
-    assert migrate["command"] == ["python", "-m", "bot", "db", "upgrade"]
+    assert migrate["command"] == ["python", "-m", "bot", "db", "upgrade", "--catalog"]
     assert migrate["restart"] == "no"
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     apps = [n for n in services if n not in ("postgres", "redis", "migrate")]
@@ -500,7 +500,7 @@ def test_k8s_containers_pinned_sized_probed() -> None:
     assert k8s_one("Deployment", "actions")["spec"]["replicas"] >= 2
     (job,) = k8s_kind("Job")
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == [
-        "python", "-m", "bot", "db", "upgrade"]
+        "python", "-m", "bot", "db", "upgrade", "--catalog"]
 
 
 def test_k8s_secret_template_holds_placeholders_only() -> None:

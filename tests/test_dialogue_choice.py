@@ -1,9 +1,10 @@
 """Choosing among close candidates, through the real stack (actions, Rasa, gateway, database).
 
-When the best procedures are close the bot asks which one with buttons (up to 3, then "Không
-phải thủ tục nào ở trên"). A button's answer must stay in the conversation, so follow-ups
-("phí bao nhiêu?") are about the chosen procedure; "none of these" must forget it. Expected
-codes are read from the buttons the bot returned, never hard-coded.
+When the best procedures are close the bot answers the likeliest, says it is a guess, and
+offers the others as buttons (up to 3, then "Không phải thủ tục nào ở trên"). A button's
+answer must stay in the conversation, so follow-ups ("phí bao nhiêu?") are about the chosen
+procedure; "none of these" must forget it. Expected codes are read from the buttons the bot
+returned, never hard-coded.
 """
 
 from __future__ import annotations
@@ -60,18 +61,18 @@ def ambiguous(stack: Stack) -> str:
 
 
 def ask_ambiguous(st: Stack, sender: str, question: str) -> list[tuple[str, str]]:
-    """Send the ambiguous question; return the candidates as (payload, code), checked."""
+    """Send the ambiguous question; return the offered others as (payload, code), checked."""
     text, buttons = chat(st, sender, question)
     assert buttons, f"expected candidate buttons, got: {text}"
     *candidates, last = buttons
-    assert 2 <= len(candidates) <= 3, buttons
+    assert 1 <= len(candidates) <= 3, buttons
     assert last["payload"] == NONE_PAYLOAD and last["title"] == "Không phải thủ tục nào ở trên"
     out = []
     for b in candidates:
         intent, _, entities = b["payload"].partition("{")
         assert intent.startswith("/ask_") and b["title"], b
         code = json.loads("{" + entities)["procedure"]
-        assert code not in text  # a question, not an answer about one of them
+        assert f"mã thủ tục {code}" not in text  # offered, not the one answered
         out.append((b["payload"], code))
     assert len({code for _, code in out}) == len(out)
     return out
@@ -80,7 +81,7 @@ def ask_ambiguous(st: Stack, sender: str, question: str) -> list[tuple[str, str]
 def test_chosen_candidate_stays_for_follow_ups(stack: Stack, ambiguous: str) -> None:
     sender = "it-choice"
     candidates = ask_ambiguous(stack, sender, ambiguous)
-    payload, chosen = candidates[1]  # not the top-ranked one: the choice itself must count
+    payload, chosen = candidates[-1]  # never the one answered: the choice itself must count
     others = [code for _, code in candidates if code != chosen]
 
     text, _ = chat(stack, sender, payload)

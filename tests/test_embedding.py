@@ -20,6 +20,7 @@ from bot.embedding import (
     default_cache,
     embed_queries,
     embed_query,
+    query_vector,
     shared_cache,
     text_key,
 )
@@ -143,3 +144,13 @@ def test_meaning() -> None:
     assert cosine(passages, qs[1]).argmax() == 1
     assert embed_queries([]).shape == (0, DIM)
     assert cosine(np.zeros((0, DIM), dtype=np.float32), q).shape == (0,)
+
+
+def test_query_vector_is_computed_once_per_message() -> None:
+    """The catalog search and the Q&A share one remembered vector per message; nobody can
+    change the shared copy."""
+    first = query_vector("bằng lái xe hết hạn")
+    assert query_vector("bằng lái xe hết hạn") is first
+    assert np.allclose(first, embed_query("bằng lái xe hết hạn"), atol=1e-4)
+    with pytest.raises(ValueError):
+        first[0] = 1.0

@@ -573,7 +573,7 @@ def test_start_builds_its_own_settings_and_always_stops_the_stack(
     monkeypatch.setattr(bot.stack, "Stack", FakeStack)
     monkeypatch.setattr(bot.registry.registry, "active_model", lambda _s: model)
     monkeypatch.setattr(bot.cli, "_seed", lambda _s: None)
-    monkeypatch.setattr(bot.bench.runner, "_wait_answer", answers)
+    monkeypatch.setattr(bot.bench.runner, "wait_answer", answers)
     monkeypatch.setattr(ed, "ROOT", tmp_path)  # the stack's log folder
     for name, value in {"RATE_LIMIT_PER_MINUTE": "30", "RASA_URL": "http://10.0.0.9:5005",
                         "BOT_HOST": "0.0.0.0", "BOT_PORT": "8080"}.items():

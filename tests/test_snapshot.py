@@ -8,8 +8,8 @@ from pathlib import Path
 
 from bot.catalog.db import session_scope
 from bot.catalog.models import Procedure
-from bot.catalog.snapshot import load_snapshot, snapshot_files
-from bot.cli import _seed
+from bot.catalog.snapshot import load_snapshot, prepare_catalog, snapshot_files
+from bot.cli import main
 from bot.config import ROOT, Settings
 
 SHIPPED = ROOT / "data" / "dvcqg"
@@ -73,9 +73,25 @@ def test_first_start_loads_the_configured_snapshot(tmp_path: Path, db_url: str) 
     """What `bot run` and `bot train` do before anything else (blank: the seed alone)."""
     folder = tmp_path / "snap"
     codes = small_snapshot(folder, lines=3)
-    _seed(Settings.from_env({"DATABASE_URL": db_url, "CATALOG_SNAPSHOT": ""}))
+    prepare_catalog(Settings.from_env({"DATABASE_URL": db_url, "CATALOG_SNAPSHOT": ""}))
     with session_scope(db_url) as s:
         assert not {p.code for p in s.query(Procedure)} & set(codes)
-    _seed(Settings.from_env({"DATABASE_URL": db_url, "CATALOG_SNAPSHOT": str(folder)}))
+    prepare_catalog(Settings.from_env({"DATABASE_URL": db_url, "CATALOG_SNAPSHOT": str(folder)}))
     with session_scope(db_url) as s:
+        assert set(codes) <= {p.code for p in s.query(Procedure)}
+
+
+def test_db_upgrade_with_catalog_loads_the_snapshot(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The deployments' migration step (compose `migrate`, the Kubernetes Job): their
+    services never run `bot run`, so `bot db upgrade --catalog` imports the catalog."""
+    url = f"sqlite:///{tmp_path / 'deploy.sqlite3'}"
+    folder = tmp_path / "snap"
+    codes = small_snapshot(folder, lines=3)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("CATALOG_SNAPSHOT", str(folder))
+    assert main(["db", "upgrade"]) == 0
+    with session_scope(url) as s:
+        assert not {p.code for p in s.query(Procedure)} & set(codes)
+    assert main(["db", "upgrade", "--catalog"]) == 0
+    with session_scope(url) as s:
         assert set(codes) <= {p.code for p in s.query(Procedure)}

@@ -20,6 +20,8 @@ def test_nfd_input_folds_like_nfc() -> None:
 def test_tone_placement_normalised_but_qu_untouched() -> None:
     assert normalize("hoà thuỷ Uỷ ban") == "hòa thủy Ủy ban"
     assert normalize("quý khách") == "quý khách"
+    # Closed syllables carry the mark on the second vowel in both styles: left alone.
+    assert normalize("toàn bộ, Hoàng, huỳnh, khoẻ.") == "toàn bộ, Hoàng, huỳnh, khỏe."
 
 
 def test_strip_accents_keeps_one_char_per_char() -> None:

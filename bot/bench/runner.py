@@ -124,7 +124,9 @@ class Run:
                     None)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on loopback now (the stacks started here and by `bot eval dialogue`
+    bind their services to such ports, so a developer's running stack is never hit)."""
     import socket
 
     with socket.socket() as s:
@@ -147,8 +149,8 @@ def _prepare_state(work: Path, workload: Workload) -> Settings:
         **os.environ,
         "DATABASE_URL": f"sqlite:///{work / 'dvc.sqlite3'}",
         "MODELS_DIR": str(work / "models"),
-        "BOT_PORT": str(_free_port()), "RASA_PORT": str(_free_port()),
-        "ACTIONS_PORT": str(_free_port()),
+        "BOT_PORT": str(free_port()), "RASA_PORT": str(free_port()),
+        "ACTIONS_PORT": str(free_port()),
         # every virtual user comes from 127.0.0.1: the per-address limit would refuse the
         # load itself; the per-conversation limit stays as configured
         "RATE_LIMIT_ADDRESS_PER_MINUTE": "0",
@@ -179,7 +181,9 @@ def _train(settings: Settings, work: Path) -> tuple[Path, float]:
     return models[-1], round(elapsed, 1)
 
 
-async def _wait_answer(target: Target, probe: str, proc_alive, timeout: float) -> bool:  # noqa: ANN001
+async def wait_answer(target: Target, probe: str, proc_alive, timeout: float) -> bool:  # noqa: ANN001
+    """Whether `target` answers `probe` before `timeout` while `proc_alive()`: a stack is
+    ready when it answers, not when its ports open (Rasa binds before its model loads)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc_alive():
@@ -251,7 +255,7 @@ async def _measure(run: Run, workload: Workload, settings: Settings, model: Path
     from bot.stack import Stack
 
     opts = run.options
-    starter_port = _free_port() if starter_bot is not None else None
+    starter_port = free_port() if starter_bot is not None else None
     targets = _targets(settings, starter_port)
     pids: dict[str, int] = {}
     starter_proc = None
@@ -262,7 +266,7 @@ async def _measure(run: Run, workload: Workload, settings: Settings, model: Path
             started = time.perf_counter()
             starter_proc = starter_mod.start(starter_bot, starter_port, work / "logs" /
                                              "starter.log")
-            if not await _wait_answer(targets["starter"], "hello",
+            if not await wait_answer(targets["starter"], "hello",
                                       lambda: starter_proc.poll() is None, 300):
                 raise RuntimeError(f"the starter bot did not answer; see {work}/logs")
             run.starter_ready_s = round(time.perf_counter() - started, 2)
@@ -270,7 +274,7 @@ async def _measure(run: Run, workload: Workload, settings: Settings, model: Path
         progress("khởi động trợ lý (action server, Rasa, cổng)")
         started = time.perf_counter()
         await asyncio.to_thread(stack.start, 300.0)
-        if not await _wait_answer(targets["gateway"], "xin chào",
+        if not await wait_answer(targets["gateway"], "xin chào",
                                   lambda: all(p.poll() is None for p in stack.procs.values()),
                                   300):
             raise RuntimeError(f"the assistant did not answer; see {work}/logs")

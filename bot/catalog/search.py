@@ -404,9 +404,9 @@ class CatalogIndex:
 
     @staticmethod
     def _embed_uncached(text: str) -> np.ndarray:
-        from bot.embedding import embed_query
+        from bot.embedding import query_vector
 
-        return embed_query(text)
+        return query_vector(text)
 
     def _query_vector(self, text: str) -> np.ndarray | None:
         """The message's e5 vector, or None (no e5, no diacritics, or the engine failed)."""

@@ -19,8 +19,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.catalog.db import session_scope
 from bot.catalog.models import CatalogCounter
 from bot.catalog.seed import CatalogError, LoadReport, ensure_seeded
+from bot.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +92,25 @@ def load_snapshot(session: Session, folder: Path, progress: bool | None = None) 
         session.add(CatalogCounter(key=MARKER + digest, number=1))
         session.commit()
     return total
+
+
+def prepare_catalog(settings: Settings) -> None:
+    """The curated seed, then (first start, or a new snapshot) the shipped national catalog.
+
+    What `bot run`, `bot train`, `bot shell` and the deployments' migration step
+    (`bot db upgrade --catalog`) do before anything reads the catalog; a summary of what
+    changed goes to stderr.
+    """
+    with session_scope(settings.database_url) as s:
+        report = ensure_seeded(s)
+    if report.changed or report.rejected:
+        print(f"Danh mục thủ tục: {report.summary()}", file=sys.stderr)
+    folder = settings.catalog_snapshot_dir
+    if folder is None:
+        return
+    with session_scope(settings.database_url) as s:
+        loaded = load_snapshot(s, folder)
+    if loaded.changed or loaded.errors:
+        print(f"Danh mục quốc gia ({folder.name}): {loaded.summary()}", file=sys.stderr)
+        for err in loaded.errors[:5]:
+            print(f"  {err}", file=sys.stderr)

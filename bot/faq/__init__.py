@@ -10,8 +10,8 @@
 """
 
 from bot.faq.matcher import THRESHOLD, FaqHit, FaqIndex, default_index, match
-from bot.faq.quote import quote, shorten
+from bot.faq.quote import quote, related_line, shorten
 from bot.faq.store import FAQ_FILE, FaqEntry, load_faq
 
 __all__ = ["FAQ_FILE", "THRESHOLD", "FaqEntry", "FaqHit", "FaqIndex", "default_index",
-           "load_faq", "match", "quote", "shorten"]
+           "load_faq", "match", "quote", "related_line", "shorten"]

@@ -39,7 +39,6 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -48,7 +47,7 @@ from scipy import sparse
 from bot.aspects import ASPECTS, detect
 from bot.catalog.bm25lib import bm25s
 from bot.catalog.search import STOPWORDS, VARIANTS, expand
-from bot.embedding import VectorCache, embed_query
+from bot.embedding import VectorCache, query_vector
 from bot.faq.accents import AccentRestorer
 from bot.text import fold_words, nfc
 
@@ -141,14 +140,6 @@ def points_asked(text: str) -> frozenset[str]:
     if any(tuple(words[-len(e):]) == e for e in _DEFINITION_ENDINGS):
         return frozenset({DEFINITION})
     return frozenset()
-
-
-@lru_cache(maxsize=256)
-def _query_vector(text: str) -> np.ndarray:
-    """e5 query vector, remembered: the Q&A and the knowledge index embed the same message."""
-    vec = embed_query(text)
-    vec.setflags(write=False)
-    return vec
 
 
 class HybridIndex:
@@ -258,7 +249,7 @@ class HybridIndex:
         if self.row_vecs is None:
             return np.zeros(len(self.rows), dtype=np.float32)
         query = self.restorer.restore(text) if self.restorer else text
-        q = _query_vector(query)
+        q = query_vector(query)
         cos = self.row_vecs @ q
         if self.context_vecs is not None:  # two views of one passage: their mean is steadier
             ctx = (self.context_vecs @ q)[self.row_passage]

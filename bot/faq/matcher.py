@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 # 4 % of citizen procedure questions reach it (about half of them rightly) and no small
 # talk does. Higher thresholds cost many right quotes for few avoided wrong ones.
 THRESHOLD = 0.50
+# Below the quoting threshold, a Q&A from this score is only linked, by its question, as
+# "possibly related" (never quoted as the answer): on the citizen rewordings, the expected
+# Q&A is among the two linked in about four of five messages, and a link to a neighbouring
+# official question costs the citizen a glance, where a wrong quote misinforms.
+RELATED = 0.35
 # Answers about services at Vietnamese embassies and consulates, passports and visas
 # abroad (most of the Ministry of Foreign Affairs' Q&A) are for people abroad: quoted to
 # someone in Việt Nam ("làm hộ chiếu mất bao lâu") they give the wrong office and times.
@@ -55,10 +60,12 @@ class FaqHit:
     answer: str
     score: float  # in [0, 1]
     confident: bool
+    related: bool = False  # worth a "possibly related" link (RELATED), not a quote
 
     def as_dict(self) -> dict[str, object]:
         return {"id": self.id, "question": self.question, "ministry": self.ministry,
-                "url": self.url, "score": round(self.score, 4), "confident": self.confident}
+                "url": self.url, "score": round(self.score, 4), "confident": self.confident,
+                "related": self.related}
 
 
 def vector_cache() -> VectorCache:
@@ -117,9 +124,11 @@ class FaqIndex:
 
     def __init__(self, entries: list[FaqEntry], vectors: VectorCache | None = None,
                  restorer: AccentRestorer | None = None, threshold: float = THRESHOLD,
-                 blend: Blend | None = None, progress: bool = False) -> None:
+                 blend: Blend | None = None, progress: bool = False,
+                 related: float = RELATED) -> None:
         self.entries = entries
         self.threshold = threshold
+        self.related = related
         self.restorer = restorer if restorer is not None else restorer_for(entries)
         passages = [Passage(str(e.id), (e.question,), e.answer,
                             ABROAD_NEEDS if for_abroad(e) else ()) for e in entries]
@@ -132,7 +141,8 @@ class FaqIndex:
             e = self.entries[r.position]
             # an answer for people abroad is never quoted to a message that does not say so
             out.append(FaqHit(e.id, e.question, e.ministry, e.url, e.answer, r.score,
-                              r.score >= self.threshold and r.applies))
+                              r.score >= self.threshold and r.applies,
+                              r.score >= self.related and r.applies))
         return out
 
 

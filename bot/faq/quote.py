@@ -28,6 +28,7 @@ PORTAL = "Cổng Dịch vụ công quốc gia"
 LONG_REFERENCE = 160  # a legal preamble longer than this is elided
 SHORT_LABEL = 40  # "- Cách thức thực hiện:" stays on the line of what follows
 MIN_TAIL = 120  # room worth filling with part of the sentence a colon announces
+RELATED_QUESTION = 160  # characters of a linked question shown
 
 _OPENINGS = re.compile(
     r"^\s*(?:[-–•*]\s*)?(?:"
@@ -194,3 +195,12 @@ def quote(hit: FaqHit, limit: int = LIMIT) -> str:
     return (f"Theo trả lời chính thức của {ministry_name(hit.ministry)} trên {PORTAL}:\n"
             f"«{shorten(hit.answer, limit)}»\n"
             f"Xem đầy đủ: {hit.url}")
+
+
+def related_line(hit: FaqHit) -> str:
+    """One "possibly related" official question as a list line: its words, who answered
+    it, the link (the answer itself is not quoted: the match is not sure enough)."""
+    question = re.sub(r"\s+", " ", nfc(hit.question)).strip()
+    if len(question) > RELATED_QUESTION:  # some official questions are whole letters
+        question = question[:RELATED_QUESTION].rsplit(" ", 1)[0] + " …"
+    return f"• {question} ({ministry_name(hit.ministry)}): {hit.url}"

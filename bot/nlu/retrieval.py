@@ -109,14 +109,17 @@ SOURCES = _Sources()
 
 def _faq_hits(text: str) -> list[dict[str, Any]]:
     """The official Q&A rows that match (bot.faq), best first; a confident one carries its
-    quote, worded once here so the action server needs neither the index nor the answers."""
-    from bot.faq import match, quote
+    quote and a related one its link line, worded once here so the action server needs
+    neither the index nor the answers."""
+    from bot.faq import match, quote, related_line
 
     out = []
     for hit in match(text, limit=3):
         row = hit.as_dict()
         if hit.confident:
             row["quote"] = quote(hit)
+        if hit.related:
+            row["line"] = related_line(hit)
         out.append(row)
     return out
 
