@@ -41,6 +41,7 @@ from bot.gateway.validation import chat_text, json_object, utf8_len
 from bot.gateway.widget import LIMITS_KEY, cors_middleware, stamp
 from bot.gateway.widget import add_routes as add_widget_routes
 from bot.handover.desk import HANDOVER_KEY
+from bot.status.codes import DASHES
 from bot.text import mask_pii, nfc
 
 log = logging.getLogger("bot.gateway")
@@ -52,6 +53,7 @@ MAX_QUERY_CHARS = 500
 DEFAULT_SEARCH_LIMIT = 5
 MAX_SEARCH_LIMIT = 20
 LOG_TEXT_CHARS = 200
+LOG_PATH_CHARS = 256  # of a request path, read for the access log (see `path_for_log`)
 
 _LIMIT_RE = re.compile(r"[0-9]{1,6}")  # ASCII only: int() would also accept "٥" or " 5 "
 
@@ -104,6 +106,25 @@ def for_log(value: str) -> str:
     if len(masked) > LOG_TEXT_CHARS:
         masked = masked[:LOG_TEXT_CHARS] + "…"
     return masked
+
+
+# Characters a masked span (receipt code, citizen ID, phone number) may hold. A long path is
+# cut for the log after the last other character, so that no span is cut in two.
+_SPAN_CHARS_RE = re.compile(rf"[0-9A-Za-z.+\s\d{re.escape(DASHES)}]*")
+
+
+def path_for_log(path: str) -> str:
+    """A request path as the access log shows it: at most LOG_PATH_CHARS of it are masked.
+
+    Anyone can send an 8 KB path, on every request, and it is logged on the event loop:
+    masking all of it is wasted work. The cut falls before any run of characters a masked
+    span may hold, so what is kept is masked exactly as the whole path would be.
+    """
+    if len(path) <= LOG_PATH_CHARS:
+        return for_log(path)
+    head = path[:LOG_PATH_CHARS]
+    keep = len(head) - _SPAN_CHARS_RE.match(head[::-1]).end()
+    return mask_pii(head[:keep])[:LOG_TEXT_CHARS] + "…"
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -388,12 +409,15 @@ def create_app(settings: Settings) -> web.Application:
 
 
 class MaskingAccessLogger(AbstractAccessLogger):
-    """Access log without query strings (search queries are citizen text) and masked paths."""
+    """Access log without query strings (search queries are citizen text) and masked paths.
+
+    Paths are capped before masking (`path_for_log`): this runs on the event loop.
+    """
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s" %s %.3fs',
-            request.remote, request.method, for_log(request.path), response.status, time,
+            request.remote, request.method, path_for_log(request.path), response.status, time,
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,9 +20,12 @@ from bot.config import ROOT
 from bot.text import TEENCODE, has_tone_marks, normalize, strip_accents
 
 # Codes like "000.18.07.H31-250729-0004", URLs and e-mail addresses stay whole.
-_PROTECTED_RE = re.compile(
-    r"https?://\S+|[\w.+-]+@[\w-]+\.[\w.]+|[0-9A-Za-z]+(?:[.\-/][0-9A-Za-z]+){2,}"
-)
+_PROTECTED = r"https?://\S+|{b}[\w.+-]+@[\w-]+\.[\w.]+|{c}[0-9A-Za-z]+(?:[.\-/][0-9A-Za-z]+){{2,}}"
+_PROTECTED_RE = re.compile(_PROTECTED.format(b="", c=""))
+# The same, with the address and the code starting only where a run of their characters
+# starts: from inside a run they find nothing the run's start would not, but each start
+# rescanned the run ("aaaa…" cost seconds). See `protected_spans`.
+_PROTECTED_AT_RUN_RE = re.compile(_PROTECTED.format(b=r"(?<![\w.+-])", c=r"(?<![0-9A-Za-z])"))
 _SYLLABLE_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
@@ -220,6 +224,23 @@ def build_domain_lexicon(texts: list[str]) -> list[str]:
     return sorted(words)
 
 
+def protected_spans(text: str) -> Iterator[re.Match[str]]:
+    """What `_PROTECTED_RE.finditer(text)` finds (codes, URLs, e-mail addresses), in linear time.
+
+    Only where the previous span ends may a run have started before the search position,
+    so the unrestricted pattern is tried there once; elsewhere the run-start one is searched.
+    """
+    pos = 0
+    while True:
+        m = _PROTECTED_RE.match(text, pos) if pos else None
+        if m is None:
+            m = _PROTECTED_AT_RUN_RE.search(text, pos)
+            if m is None:
+                return
+        yield m
+        pos = m.end()
+
+
 def segment(text: str) -> list[Word]:
     """Segment `text` into Vietnamese words with offsets into the ORIGINAL `text`."""
     if not text:
@@ -228,7 +249,7 @@ def segment(text: str) -> list[Word]:
     plain = _segment_plain if has_diacritics(norm) else _segment_accent_free
     pieces: list[Piece] = []
     cursor = 0
-    for m in _PROTECTED_RE.finditer(norm):
+    for m in protected_spans(norm):
         pieces.extend(plain(norm[cursor:m.start()], cursor))
         pieces.append((m.group(0), [(m.start(), m.end())]))
         cursor = m.end()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +30,29 @@ _NOT_BEFORE = r"(?<![0-9A-Za-z.])"
 _NOT_AFTER = rf"(?![0-9A-Za-z]|[.{re.escape(DASHES)}][0-9A-Za-z])"
 # Codes a citizen may mistype look like one: digits mixed with dots/dashes, or a long run
 # of digits. Used only to tell "a wrong code" from "no code at all" when we asked for one.
+# The first branch starts only where a run of letters and digits starts: started inside a
+# run it would find nothing its start would not, but rescan the run (quadratic on "aaaa…").
 _ATTEMPT_RE = re.compile(
-    rf"[0-9A-Za-z]+(?:\s*[.{re.escape(DASHES)}]\s*[0-9A-Za-z]+)+|\d{{6,}}")
-_GENERIC_MASK_RE = re.compile(
-    rf"{_NOT_BEFORE}[0-9A-Za-z][0-9A-Za-z.\s]*?{_SEP_DASH}\d{{6}}{_SEP_DASH}\d{{3,6}}(?!\d)")
+    rf"(?<![0-9A-Za-z])[0-9A-Za-z]+(?:\s*[.{re.escape(DASHES)}]\s*[0-9A-Za-z]+)+|\d{{6,}}")
+# `normalize`'s separators, with spaces before them taken only where a run of spaces starts:
+# a match inside the run would also match from its start, and trying each position of a
+# long run rescanned it. A bare separator may follow spaces the previous match took.
+_DASH_SEP_RE = re.compile(rf"(?<!\s)\s*[{re.escape(DASHES)}]\s*|[{re.escape(DASHES)}]\s*")
+_DOT_SEP_RE = re.compile(rf"(?<!\s){_SEP_DOT}|\.\s*")
+
+# The generic shape `mask_codes` masks, as one regular expression:
+#   {_NOT_BEFORE}[0-9A-Za-z][0-9A-Za-z.\s]*?{_SEP_DASH}\d{6}{_SEP_DASH}\d{3,6}(?!\d)
+# Matched as written, each start scanned to the end of its run of letters, digits, dots and
+# spaces (seconds on 16 KB of "a a a …"), so `mask_codes` finds the same spans in three linear
+# passes: the tails ("-250312-0045"), the starts, and the runs a prefix may cover.
+_MASK_TAIL_RE = re.compile(rf"(?<!\s)(?=({_SEP_DASH}\d{{6}}{_SEP_DASH}\d{{3,6}}(?!\d)))")
+_MASK_START_RE = re.compile(rf"{_NOT_BEFORE}[0-9A-Za-z]")
+_MASK_PREFIX_RE = re.compile(r"[0-9A-Za-z.\s]*")
+# Longer than any code as typed ("000 . 00 . 20 . H26 - 250312 - 001234" is 37 characters):
+# `CodeMatcher.find` reads windows of twice this size, so that no pattern can make each
+# start scan the whole message. The cost is this many steps per character at worst.
+MAX_CODE_CHARS = 64
+_WINDOW_MARGIN = 8  # room for the look-ahead after a code, which must see real characters
 
 
 class CodePatternError(ValueError):
@@ -82,8 +102,8 @@ def _tolerant(pattern: str) -> str:
 def normalize(code: str) -> str:
     """The canonical form: upper case, ASCII dashes, no spaces around separators."""
     text = code.strip().upper()
-    text = re.sub(rf"\s*[{re.escape(DASHES)}]\s*", "-", text)
-    text = re.sub(_SEP_DOT, ".", text)
+    text = _DASH_SEP_RE.sub("-", text)
+    text = _DOT_SEP_RE.sub(".", text)
     return re.sub(r"\s+", "-", text)
 
 
@@ -104,8 +124,32 @@ class CodeMatcher:
 
     def find(self, text: str) -> list[tuple[str, int, int]]:
         """(canonical code, start, end) of every code in `text`, in order."""
-        return [(normalize(m.group(0)), m.start(), m.end())
-                for m in self._finder.finditer(text or "")]
+        return [(normalize(m.group(0)), m.start(), m.end()) for m in self._matches(text or "")]
+
+    def _matches(self, text: str) -> Iterator[re.Match[str]]:
+        """`finditer` of the patterns, reading at most 2 * MAX_CODE_CHARS from each start.
+
+        Patterns come from a file and the tolerant separators admit starts after every
+        space, so one start may scan as far as a pattern's repetitions go ("0 . 0 . 0 …"):
+        quadratic on the whole message. In windows, what is found is what `finditer` finds
+        for every code shorter than MAX_CODE_CHARS - _WINDOW_MARGIN; longer ones are not codes.
+        """
+        n, size = len(text), MAX_CODE_CHARS
+        pos = 0
+        while pos < n:
+            end = min(n, pos + 2 * size)
+            m = self._finder.search(text, pos, end)
+            if m is None:
+                if end == n:
+                    return
+                pos += size  # no code starts in the first half; the second is read again
+            elif end == n or (m.start() < pos + size and m.end() <= end - _WINDOW_MARGIN):
+                yield m
+                pos = max(m.end(), m.start() + 1)
+            elif m.start() >= pos + size:
+                pos = m.start()  # read again in a window that starts with it
+            else:
+                pos = m.start() + 1  # longer than any code: not one
 
     def first(self, text: str) -> str | None:
         found = self.find(text)
@@ -207,5 +251,29 @@ def mask_code(code: str) -> str:
 
 
 def mask_codes(text: str) -> str:
-    """Mask every code-shaped span of a text (a generic shape: logs need no configuration)."""
-    return _GENERIC_MASK_RE.sub(lambda m: mask_code(m.group(0)), text)
+    """Mask every code-shaped span of a text (a generic shape: logs need no configuration).
+
+    The spans are those of the expression written out above `_MASK_TAIL_RE`, found in linear
+    time: each masks from the first start of a run of letters, digits, dots and spaces up to
+    the first tail after it that the run reaches (so "ma ho so H26 250312 0045" is one span).
+    """
+    tails = [(m.start(), m.end(1)) for m in _MASK_TAIL_RE.finditer(text)]
+    if not tails:
+        return text
+    reverse = text[::-1]
+    n = len(text)
+    out: list[str] = []
+    done = 0  # text[:done] is written (and no later span may start before it)
+    for tail, end in tails:
+        if tail <= done:
+            continue
+        # The prefix before a tail is the run of [0-9A-Za-z.\s] that ends at the tail.
+        run = _MASK_PREFIX_RE.match(reverse, n - tail, n - done).end() - (n - tail)
+        start = _MASK_START_RE.search(text, tail - run, tail)
+        if start is None:
+            continue
+        out.append(text[done:start.start()])
+        out.append(mask_code(text[start.start():end]))
+        done = end
+    out.append(text[done:])
+    return "".join(out)

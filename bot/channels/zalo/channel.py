@@ -133,9 +133,28 @@ def replies_for(messages: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any
     return out
 
 
+def too_long_reply(text: str, limit: int) -> str | None:
+    """The chat API's refusal of a text over `limit` (MAX_MESSAGE_BYTES) UTF-8 bytes, or None.
+
+    Zalo accepts long texts and the webhook stores them (nothing accepted is dropped), but,
+    as in the chat API, neither the assistant nor a person on the handover gets more than
+    the limit: the citizen is asked to shorten the question instead.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) <= limit:
+        return None
+    return (f"Câu hỏi quá dài (tối đa {limit} byte). "
+            "Bạn vui lòng rút gọn hoặc chia thành nhiều câu.")
+
+
 async def _answer(channel: ZaloChannel, event: ZaloEvent, inbox_id: int | None = None
                   ) -> list[tuple[str, dict[str, Any]]]:
     """What to send for one event (RasaUnavailable propagates: the event stays queued)."""
+    if event.kind == "text" and event.user_id and event.text:
+        refusal = too_long_reply(event.text, channel.settings.max_message_bytes)
+        if refusal is not None:
+            log.info("zalo: text of %d characters from %s refused as too long",
+                     len(event.text), mask_user_id(event.user_id))
+            return [("text", {"text": refusal})]
     desk = channel.handover()
     if desk is not None and event.user_id and event.kind in ("text", "attachment"):
         # A person handles this conversation: the message goes to them, the bot stays

@@ -36,7 +36,9 @@ CHOOSE_BY_NUMBER = "Bạn nhắn số thứ tự để chọn nhé."
 # the segment before it so that joining segments gives back the original text.
 _PARAGRAPH = re.compile(r"\n[ \t\u00a0]*\n\s*")
 # ". ", "? ", "! " (any whitespace after), an ellipsis with or without a space, a line break.
-_SENTENCE = re.compile(r"[.?!]+[\"'”’)\]]*\s+|…\s*|\n\s*")
+# Punctuation is matched only from the first mark of a run: from inside the run it can only
+# fail where the run's start failed, and on "....." each start rescanned the run (quadratic).
+_SENTENCE = re.compile(r"(?<![.?!])[.?!]+[\"'”’)\]]*\s+|…\s*|\n\s*")
 _WORD = re.compile(r"\s+")
 
 
@@ -129,8 +131,10 @@ def buttons_as_text(buttons: list[dict]) -> str:
     return "\n".join(lines)
 
 
-# "2", " 2. ", "2)", "số 2", "Số 2.", "#2"
-_NUMBER_REPLY = re.compile(r"^\s*(?:s[ốô]\s*|#\s*)?(\d{1,3})\s*[.)]?\s*$", re.IGNORECASE)
+# "2", " 2. ", "2)", "số 2", "Số 2.", "#2". The tail is written "(?:\s*[.)])?\s*$", not
+# "\s*[.)]?\s*$": two adjacent "\s*" split a run of spaces every possible way before failing,
+# quadratic on "2" followed by many spaces and a letter.
+_NUMBER_REPLY = re.compile(r"^\s*(?:s[ốô]\s*|#\s*)?(\d{1,3})(?:\s*[.)])?\s*$", re.IGNORECASE)
 
 
 def choice_from_number(text: str, buttons: list[dict]) -> str | None:
