@@ -1,10 +1,11 @@
 """`bot bench`: the whole assistant against Rasa's starter bot, measured in one run.
 
 Order of work, chosen so that nothing timed shares the CPU with anything else we start:
-clean state (fresh database, seed catalog, status records) → our training (timed) → the
-starter bot (trained once, cached) → start-to-ready of the starter, then of our stack →
-the closed-loop workloads, interleaved per concurrency level (starter, our gateway, our Rasa
-directly) so that machine noise hits all three alike → memory → the quality evaluations.
+clean state (fresh database, catalog as on a first start, status records) → our training
+(timed) → the starter bot (trained once, cached) → start-to-ready of the starter, then of
+our stack → the closed-loop workloads, interleaved per concurrency level (starter, our
+gateway, our Rasa directly) so that machine noise hits all three alike → memory → the
+quality evaluations.
 """
 
 from __future__ import annotations
@@ -139,9 +140,10 @@ def _say(message: str) -> None:
 
 
 def _prepare_state(work: Path, workload: Workload) -> Settings:
-    """A fresh database (seed catalog + status records) and settings on free ports."""
+    """A fresh database (the catalog as a first `bot run` prepares it: the seed and the
+    shipped national snapshot; status records) and settings on free ports."""
     from bot.catalog.db import session_scope
-    from bot.catalog.seed import load_seed
+    from bot.catalog.snapshot import prepare_catalog
     from bot.status.codes import matcher_for
     from bot.status.importer import import_status_csv
 
@@ -155,8 +157,8 @@ def _prepare_state(work: Path, workload: Workload) -> Settings:
         # load itself; the per-conversation limit stays as configured
         "RATE_LIMIT_ADDRESS_PER_MINUTE": "0",
     })
+    prepare_catalog(settings)
     with session_scope(settings.database_url) as s:
-        load_seed(s)
         if workload.status_csv.strip():
             csv_path = work / "status.csv"
             csv_path.write_text(workload.status_csv, encoding="utf-8")
