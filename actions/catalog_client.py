@@ -49,7 +49,10 @@ class CatalogClient:
     def __init__(self, database_url: str, refresh: float = 5.0) -> None:
         self.database_url = database_url
         self._factory = session_factory(database_url)
-        self._live = LiveIndex(database_url, check_every=refresh)
+        # Lexical only: the NLU's retrieval (bot/nlu/retrieval.py) ranks every message with
+        # e5 already and the actions read its ranking; this index serves the rare message
+        # that reaches an action unsearched, and e5 here cost the action server ~200 MiB.
+        self._live = LiveIndex(database_url, check_every=refresh, semantic=False)
         with self.session() as s:
             ensure_seeded(s)
             s.commit()

@@ -8,7 +8,7 @@ import pytest
 
 from bot.aspects import HEADINGS, detect, is_yes_no
 from bot.nlu.act_guards import explicit_handover, explicit_status
-from bot.nlu.retrieval import decide
+from bot.nlu.retrieval import decide, settled
 
 
 @pytest.mark.parametrize(("text", "aspects"), [
@@ -105,6 +105,30 @@ def test_fallback_and_out_of_scope_are_answered_when_the_search_is_sure() -> Non
     assert decide("out_of_scope", "thời tiết hôm nay", [], _found(0.0)) is None
     assert decide("greet", "chào bạn", [], _found(0.9)) is None
     assert decide("ask_fee", "phí bao nhiêu", [], _found(0.9)) is None
+
+
+@pytest.mark.parametrize(("intent", "text", "entities"), [
+    ("thank", "cảm ơn bạn nhiều", []),
+    ("greet", "xin chào", []),
+    ("check_status", "xem giúp mình", [{"entity": "receipt_code", "value": "H01.22-250110-0045"}]),
+    ("request_human", "cho tôi gặp cán bộ", []),
+])
+def test_settled_acts_are_never_searched(intent: str, text: str, entities: list) -> None:
+    """Whatever the search found, `decide` would keep these: searching them is waste."""
+    assert settled(intent, text, entities)
+    for score in (0.0, 0.99):
+        assert decide(intent, text, entities, _found(score)) is None
+
+
+@pytest.mark.parametrize(("intent", "text"), [
+    ("greet", "chào bạn, cho hỏi làm lại căn cước cần gì"),  # a question after a greeting
+    ("check_status", "Hồ sơ đề nghị cấp giấy phép xây dựng gồm những gì?"),
+    ("request_human", "đăng ký tạm trú cho người thuê trọ"),
+    ("out_of_scope", "đổi bằng lái xe hết hạn"),
+    ("ask_fee", "phí bao nhiêu"),
+])
+def test_acts_the_search_may_change_are_searched(intent: str, text: str) -> None:
+    assert not settled(intent, text, [])
 
 
 def test_cue_matching_is_linear_on_long_input() -> None:

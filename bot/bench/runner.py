@@ -376,7 +376,7 @@ def run_bench(opts: BenchOptions, quiet: bool = False) -> dict[str, Any]:
             _say(f"[{done[0]}/{steps}] {what}")
 
     try:
-        progress("dữ liệu sạch: cơ sở dữ liệu mới, danh mục mẫu, hồ sơ mẫu")
+        progress("dữ liệu sạch: cơ sở dữ liệu mới, danh mục như lần chạy đầu, hồ sơ mẫu")
         settings = _prepare_state(work, workload)
         if opts.model is None:
             progress("huấn luyện mô hình của trợ lý (đo thời gian)")

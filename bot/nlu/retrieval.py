@@ -188,6 +188,19 @@ def decide(intent: str, text: str, entities: list[dict[str, Any]],
     return None
 
 
+def settled(intent: str, text: str, entities: list[dict[str, Any]]) -> bool:
+    """Whether the model's act stands whatever the search finds, so searching is wasted:
+    short small talk ("cảm ơn", "xin chào"), an explicit status look-up, an explicit
+    request for a person (the same tests `decide` applies)."""
+    if intent in SMALL_TALK:
+        return len(text.split()) < LONG_SMALL_TALK
+    if intent == "check_status":
+        return explicit_status(text, any(e.get("entity") == "receipt_code" for e in entities))
+    if intent == "request_human":
+        return explicit_handover(text)
+    return False
+
+
 def _question_intent(found: dict[str, Any]) -> str:
     """The procedure intent whose rule leads to the answer (the first aspect asked)."""
     return ASPECT_INTENT.get(found["aspects"][0], "ask_procedure") if found["aspects"] \
@@ -225,6 +238,8 @@ class RetrievalFirst(GraphComponent):
                 continue
             intent = message.get(INTENT) or {}
             name = str(intent.get("name") or "")
+            if settled(name, text, message.get(ENTITIES) or []):
+                continue
             try:
                 found = retrieve(text, name)
             except Exception:  # the catalog down: the intent model alone still answers acts
