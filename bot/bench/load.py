@@ -128,10 +128,11 @@ async def run_load(target: Target, conversations: Sequence[Sequence[str]], concu
             convo = conversations[(index + turn) % len(conversations)]
             sender = f"bench-{run_id}-{target.name}-{concurrency}-{index}-{turn}"
             turn += 1
-            result.conversations += 1
-            for text in convo:
+            for i, text in enumerate(convo):
                 if time.perf_counter() >= deadline:
                     return
+                if i == 0:  # counted once its first message is sent, not before the check
+                    result.conversations += 1
                 ok, elapsed, why = await _send(session, target, sender, text)
                 if ok:
                     result.latencies.append(elapsed)
