@@ -388,6 +388,9 @@ def test_search_never_5xx(gateway: Gateway, q: str, limit: str | None, extra: st
 def test_fees_never_5xx(gateway: Gateway, code: str, key: str, value: str) -> None:
     if not code:
         code = "x"
+    # aiohttp refuses request lines over 8190 bytes itself (README "Hostile input"); failed
+    # a fresh-clone CI run with 3,158 + 5,000 characters
+    assume(len(code) + len(value) < 7000)
     reply = gateway.request("GET", gateway.url(f"/api/v1/procedures/{code}/fees?{key}={value}"))
     assert reply.status in (200, 400, 404, 422), reply
     if reply.status != 200:
