@@ -49,13 +49,6 @@ def _quiet_rasa() -> None:
     )
 
 
-def _seed(settings: Settings) -> None:
-    """The curated seed, then the shipped national catalog (bot.catalog.snapshot)."""
-    from bot.catalog.snapshot import prepare_catalog
-
-    prepare_catalog(settings)
-
-
 def _model_or_train(settings: Settings, retrain: bool = False) -> Path:
     from bot.registry.registry import active_model, mark_started
     from bot.training import train
@@ -94,7 +87,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     except (HoursError, CalendarError) as exc:
         print(f"HANDOVER_HOURS không hợp lệ: {exc}", file=sys.stderr)
         return 2
-    _seed(settings)
+    from bot.catalog.snapshot import prepare_catalog
+
+    prepare_catalog(settings)
     model = _model_or_train(settings, retrain=args.retrain)
     print(f"Đang khởi động trợ lý với mô hình {model.name}...", file=sys.stderr)
     stack = Stack(settings, model)
@@ -122,9 +117,10 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.catalog.snapshot import prepare_catalog
     from bot.training import train
 
-    _seed(settings)
+    prepare_catalog(settings)
     model = train(settings, force=args.force, augment=not args.no_augment,
                   config=Path(args.config))
     print(f"Mô hình đã lưu: {model}")

@@ -547,7 +547,7 @@ def test_start_builds_its_own_settings_and_always_stops_the_stack(
     """--start: free loopback ports, one replica, no rate limits, the active model; the
     stack is stopped after the run, also when the run is interrupted (Ctrl-C)."""
     import bot.bench.runner
-    import bot.cli
+    import bot.catalog.snapshot
     import bot.registry.registry
     import bot.stack
     from bot.config import Settings
@@ -572,7 +572,7 @@ def test_start_builds_its_own_settings_and_always_stops_the_stack(
 
     monkeypatch.setattr(bot.stack, "Stack", FakeStack)
     monkeypatch.setattr(bot.registry.registry, "active_model", lambda _s: model)
-    monkeypatch.setattr(bot.cli, "_seed", lambda _s: None)
+    monkeypatch.setattr(bot.catalog.snapshot, "prepare_catalog", lambda _s: None)
     monkeypatch.setattr(bot.bench.runner, "wait_answer", answers)
     monkeypatch.setattr(ed, "ROOT", tmp_path)  # the stack's log folder
     for name, value in {"RATE_LIMIT_PER_MINUTE": "30", "RASA_URL": "http://10.0.0.9:5005",

@@ -284,8 +284,6 @@ class CatalogIndex:
             e.prepared = [self._prepare(words, w) for words, w in texts]
         self._build_recall(fields)
         self._correct = lru_cache(maxsize=4096)(self._correct_uncached)
-        # the dialogue searches the same message more than once (whole text, then spans)
-        self._embed = lru_cache(maxsize=256)(self._embed_uncached)
         self.semantic = False
         if semantic and self.entries:
             self._build_semantic(vectors, progress)
@@ -402,12 +400,6 @@ class CatalogIndex:
             return np.zeros(len(self.entries), dtype=np.float32)
         return np.asarray(self.matrix[:, cols].sum(axis=1)).ravel()
 
-    @staticmethod
-    def _embed_uncached(text: str) -> np.ndarray:
-        from bot.embedding import query_vector
-
-        return query_vector(text)
-
     def _query_vector(self, text: str) -> np.ndarray | None:
         """The message's e5 vector, or None (no e5, no diacritics, or the engine failed)."""
         if not self.semantic or accented_share(text) < ACCENTED:
@@ -415,7 +407,9 @@ class CatalogIndex:
         if text.isupper():  # e5 is case-sensitive; capitals typed for emphasis mean nothing
             text = text.lower()
         try:
-            return self._embed(text)
+            from bot.embedding import query_vector  # remembered per message, process-wide
+
+            return query_vector(text)
         except Exception as exc:  # answer lexically rather than not at all
             log.warning("e5 query failed (%s: %s); lexical ranking from now on",
                         type(exc).__name__, exc)

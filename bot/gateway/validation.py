@@ -41,15 +41,17 @@ def json_object(raw: bytes | str, shape: str) -> dict[str, Any]:
     return data
 
 
+def too_long_message(limit: int) -> str:
+    """What a citizen is told when a message is over MAX_MESSAGE_BYTES (chat API, Zalo)."""
+    return (f"Câu hỏi quá dài (tối đa {limit} byte). "
+            "Bạn vui lòng rút gọn hoặc chia thành nhiều câu.")
+
+
 def chat_text(text: str, settings: Settings) -> str:
     """A citizen's message, NFC and trimmed; ApiError when too large or empty."""
     text = nfc(text).strip()
     if utf8_len(text, "text") > settings.max_message_bytes:
-        raise ApiError(
-            413, "too_large",
-            f"Câu hỏi quá dài (tối đa {settings.max_message_bytes} byte). "
-            "Bạn vui lòng rút gọn hoặc chia thành nhiều câu.",
-        )
+        raise ApiError(413, "too_large", too_long_message(settings.max_message_bytes))
     if not text:
         raise ApiError(422, "empty_text", "Bạn chưa nhập nội dung câu hỏi.")
     return text

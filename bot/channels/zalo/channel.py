@@ -34,6 +34,7 @@ from bot.channels.zalo.split import buttons_as_text, choice_from_number, split_t
 from bot.config import Settings
 from bot.gateway.errors import error_response, json_response, read_body
 from bot.gateway.rasa_client import RasaClient, RasaUnavailable
+from bot.gateway.validation import too_long_message
 from bot.handover import texts as handover_texts
 from bot.handover.desk import HANDOVER_KEY, HandoverDesk
 
@@ -142,8 +143,7 @@ def too_long_reply(text: str, limit: int) -> str | None:
     """
     if len(text.encode("utf-8", "surrogatepass")) <= limit:
         return None
-    return (f"Câu hỏi quá dài (tối đa {limit} byte). "
-            "Bạn vui lòng rút gọn hoặc chia thành nhiều câu.")
+    return too_long_message(limit)
 
 
 async def _answer(channel: ZaloChannel, event: ZaloEvent, inbox_id: int | None = None
