@@ -38,6 +38,17 @@ def _urls(raw: str) -> tuple[str, ...]:
     return tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
 
 
+def _networks(raw: str) -> str:
+    """TRUSTED_PROXIES, checked at start (a typo would silently trust nobody)."""
+    from bot.client_address import parse_networks
+
+    try:
+        parse_networks(raw)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
+    return raw.strip()
+
+
 def _path(env: dict[str, str], name: str, default: str) -> Path:
     """A file setting; a relative path is relative to the checkout, wherever the command runs."""
     path = Path((env.get(name) or "").strip() or default)
@@ -76,6 +87,9 @@ class Settings:
     allowed_origins: str = "self,http://localhost:*,http://127.0.0.1:*"
     rate_limit_per_minute: int = 30  # chat messages per session per minute (0: no limit)
     rate_limit_address_per_minute: int = 120  # ...per client address, whatever the session
+    # Reverse proxies whose X-Forwarded-For names the client (addresses / CIDR blocks, comma-
+    # separated; blank: none, the peer is the client). See README "Security".
+    trusted_proxies: str = ""
     # Zalo Official Account (the channel is off unless app id and OA secret key are set).
     zalo_app_id: str = ""
     zalo_oa_secret_key: str = ""  # signs webhook events
@@ -174,6 +188,7 @@ class Settings:
             or "self,http://localhost:*,http://127.0.0.1:*",
             rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 30),
             rate_limit_address_per_minute=_int(env, "RATE_LIMIT_ADDRESS_PER_MINUTE", 120),
+            trusted_proxies=_networks(env.get("TRUSTED_PROXIES", "")),
             zalo_app_id=env.get("ZALO_APP_ID", "").strip(),
             zalo_oa_secret_key=env.get("ZALO_OA_SECRET_KEY", "").strip(),
             zalo_app_secret=env.get("ZALO_APP_SECRET", "").strip(),

@@ -72,6 +72,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "ALLOWED_ORIGINS": settings.allowed_origins,
         "RATE_LIMIT_PER_MINUTE": str(settings.rate_limit_per_minute),
         "RATE_LIMIT_ADDRESS_PER_MINUTE": str(settings.rate_limit_address_per_minute),
+        "TRUSTED_PROXIES": settings.trusted_proxies,
         "ZALO_APP_ID": settings.zalo_app_id,
         "ZALO_OA_SECRET_KEY": settings.zalo_oa_secret_key,
         "ZALO_APP_SECRET": settings.zalo_app_secret,

@@ -25,6 +25,7 @@ SPECIAL: dict[str, object] = {
     "portal_url": "https://dvc.example.vn",
     "zalo_api_base": "https://zalo.example",
     "zalo_oauth_base": "https://oauth.example",
+    "trusted_proxies": "10.0.0.0/8,::1",
 }
 
 

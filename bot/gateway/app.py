@@ -25,6 +25,7 @@ from sqlalchemy import text as sql_text
 
 from bot.catalog.db import session_scope
 from bot.catalog.live_index import LiveIndex
+from bot.client_address import Networks, client_address, parse_networks
 from bot.config import Settings
 from bot.gateway.errors import (
     ApiError,
@@ -374,6 +375,25 @@ async def index(request: web.Request) -> web.FileResponse:
 # --------------------------------------------------------------------------- wiring
 
 
+CLIENT_KEY = "client_address"  # request state: the client's address, for the access log
+
+
+def client_middleware(trusted: Networks) -> Any:
+    """First in the chain: every handler's `request.remote` is the client's own address,
+    read from X-Forwarded-For only when the peer is a trusted proxy (TRUSTED_PROXIES)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                                 trusted)
+        request[CLIENT_KEY] = address  # on the request the access logger is given
+        if address == request.remote:
+            return await handler(request)
+        return await handler(request.clone(remote=address))
+
+    return middleware
+
+
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway application; resources are opened by its cleanup contexts."""
     # Imported here: the channel uses the gateway's error helpers (bot.gateway imports app).
@@ -381,7 +401,8 @@ def create_app(settings: Settings) -> web.Application:
     from bot.channels.zalo.channel import zalo_ctx
 
     app = web.Application(
-        middlewares=[security_headers_middleware, cors_middleware, json_error_middleware],
+        middlewares=[client_middleware(parse_networks(settings.trusted_proxies)),
+                     security_headers_middleware, cors_middleware, json_error_middleware],
         # Above our own body limit so oversized chat bodies get our JSON 413; other
         # routes never read a body.
         client_max_size=body_limit(settings) + 1024,
@@ -417,7 +438,8 @@ class MaskingAccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s" %s %.3fs',
-            request.remote, request.method, path_for_log(request.path), response.status, time,
+            request.get(CLIENT_KEY, request.remote), request.method, path_for_log(request.path),
+            response.status, time,
         )
 
 
