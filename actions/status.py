@@ -6,12 +6,22 @@ example on something code-like that is not a code, then gives up with directions
 "thôi" / "không" cancel (`action_cancel_status`). `action_check_status` looks the code up
 in the configured source, rate-limited per conversation so nobody enumerates codes, and
 answers with the status, the due date in working days and the next step.
+
+Enumeration (issue 18, item 5): the conversation's limit is bypassed by a new sender id per
+request, so look-ups are also limited per client address and for all clients together, in
+the database (bot/status/limits.py). The client is what the gateway saw, never what the
+request body said: the gateway puts a pseudonymous key of the address in the message's
+metadata; a Zalo conversation's client is its Zalo user. A look-up refused by those limits
+gets exactly the answer of an unknown code (`miss_text`), so a walker cannot tell "no such
+code" from "refused" and learns nothing from the codes it tries after the limit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import re
 import time
 from typing import Any
 
@@ -21,10 +31,12 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.catalog_client import get_client
+from bot.client_address import CLIENT_METADATA_KEY, client_key
 from bot.config import Settings
 from bot.fees.service import vietnam_today
 from bot.status.answer import render_status
 from bot.status.codes import CodeMatcher, mask_code, matcher_for
+from bot.status.limits import ADMITTED, LookupLimits, admit
 from bot.status.record import StatusSource, StatusUnavailable
 from bot.status.sources import make_source
 from bot.status.workdays import calendar_for
@@ -40,6 +52,8 @@ MAX_CODES_PER_MESSAGE = 3  # "mã A và mã B": each answered, up to this many
 WHERE_TO_FIND = ("Mã hồ sơ in trên giấy biên nhận (phiếu hẹn trả kết quả); nếu nộp trực tuyến, "
                  "mã có trong tin nhắn hoặc thư điện tử xác nhận và trong mục \u201cQuản lý hồ "
                  "sơ\u201d trên cổng dịch vụ công.")
+
+_CLIENT_KEY_RE = re.compile(r"[0-9a-f]{32}")  # bot.client_address.client_key's shape
 
 _SOURCES: dict[tuple[str, ...], StatusSource] = {}
 
@@ -63,6 +77,39 @@ def _attempts(tracker: Tracker) -> int:
         return int(tracker.get_slot(ATTEMPTS) or 0)
     except (TypeError, ValueError):
         return 0
+
+
+def lookup_client(tracker: Tracker) -> str:
+    """Whose look-up this is, for the per-client limit: the key the gateway put in the
+    message's metadata; for Zalo the user (the sender id is "zalo-<user id>", from a signed
+    webhook); anything else (`rasa shell`, Rasa called without the gateway) shares one key.
+    """
+    metadata = (tracker.latest_message or {}).get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    key = metadata.get(CLIENT_METADATA_KEY)
+    if isinstance(key, str) and _CLIENT_KEY_RE.fullmatch(key):
+        return key
+    if metadata.get("channel") == "zalo" and tracker.sender_id.startswith("zalo-"):
+        return client_key(tracker.sender_id)
+    return client_key(None)
+
+
+def miss_text(code: str, settings: Settings) -> str:
+    """The answer to an unknown code, and to a look-up the per-client or global limit
+    refused: one text, so that the answer does not tell which (see the module docstring).
+    It still tells a citizen with a real code what to do."""
+    return (f"Hiện mình không tìm thấy hồ sơ có mã {code}. Bạn kiểm tra lại mã trên giấy biên "
+            "nhận giúp mình (chú ý các dấu chấm, dấu gạch ngang). Nếu mã đã đúng, có thể hồ sơ "
+            "vừa nộp chưa được cập nhật, hồ sơ nộp ở tỉnh, thành phố khác không có trong hệ "
+            "thống này, hoặc việc tra cứu đang tạm giới hạn để bảo vệ thông tin hồ sơ: bạn vui "
+            f"lòng thử lại sau, tra cứu tại {settings.portal_url} (mục Tra cứu hồ sơ) hoặc gọi "
+            f"tổng đài {settings.support_hotline}.")
+
+
+def _unavailable_text(code: str, settings: Settings) -> str:
+    return ("Hệ thống tra cứu hồ sơ đang tạm thời không truy cập được, mình chưa xem "
+            f"được tình trạng hồ sơ {code}. Bạn vui lòng thử lại sau ít phút, hoặc "
+            f"tra cứu tại {settings.portal_url} (mục Tra cứu hồ sơ).")
 
 
 def _code_key(code: str) -> str:
@@ -223,7 +270,7 @@ class CheckStatus(Action):
                 break
             entries = remember_lookup(entries, code, now, settings.status_lookup_window)
             remembered = True
-            events += await self.answer(dispatcher, settings, code)
+            events += await self.answer(dispatcher, settings, code, lookup_client(tracker))
         if remembered:
             events.append(SlotSet(LOOKUPS, entries))
         return events
@@ -245,25 +292,32 @@ class CheckStatus(Action):
         return [code] if code else []
 
     @staticmethod
-    async def answer(dispatcher: CollectingDispatcher, settings: Settings,
-                     code: str) -> list[EventType]:
+    async def admitted(settings: Settings, code: str, client: str) -> bool:
+        """The per-client and global limits (bot/status/limits.py); a database that cannot
+        count raises StatusUnavailable: refusing then is safer than an unlimited source."""
         try:
-            app = await _source(settings).lookup(code)
+            verdict = await asyncio.to_thread(admit, settings.database_url, client, code,
+                                              LookupLimits.from_settings(settings))
+        except Exception as exc:  # noqa: BLE001 - any database trouble: "try later"
+            raise StatusUnavailable(f"look-up limits: {type(exc).__name__}") from exc
+        if verdict != ADMITTED:
+            # For operators only: the citizen's answer is the unknown code's.
+            log.warning("status: %s look-up limit reached (code %s)", verdict, mask_code(code))
+        return verdict == ADMITTED
+
+    @classmethod
+    async def answer(cls, dispatcher: CollectingDispatcher, settings: Settings,
+                     code: str, client: str) -> list[EventType]:
+        try:
+            app = (await _source(settings).lookup(code)
+                   if await cls.admitted(settings, code, client) else None)
         except StatusUnavailable as exc:
             log.warning("status: source unavailable for %s: %s", mask_code(code), exc)
-            dispatcher.utter_message(
-                text=("Hệ thống tra cứu hồ sơ đang tạm thời không truy cập được, mình chưa xem "
-                      f"được tình trạng hồ sơ {code}. Bạn vui lòng thử lại sau ít phút, hoặc "
-                      f"tra cứu tại {settings.portal_url} (mục Tra cứu hồ sơ)."))
+            dispatcher.utter_message(text=_unavailable_text(code, settings))
             return []
         if app is None:
-            log.info("status: %s not found", mask_code(code))
-            dispatcher.utter_message(
-                text=(f"Mình không tìm thấy hồ sơ có mã {code}. Bạn kiểm tra lại mã trên giấy "
-                      "biên nhận giúp mình (chú ý các dấu chấm, dấu gạch ngang). Hồ sơ vừa nộp có "
-                      "thể chưa được cập nhật; hồ sơ nộp ở tỉnh, thành phố khác có thể không có "
-                      f"trong hệ thống này: bạn tra cứu tại {settings.portal_url} (mục Tra cứu "
-                      "hồ sơ)."))
+            log.info("status: %s not found or refused", mask_code(code))
+            dispatcher.utter_message(text=miss_text(code, settings))
             return []
         log.info("status: %s → %s", mask_code(code), app.status)
         name = _procedure_name(app.procedure_code)

@@ -11,7 +11,9 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -61,6 +63,19 @@ def _model_or_train(settings: Settings, retrain: bool = False) -> Path:
     return model
 
 
+def stop_on_signals(stopping: threading.Event) -> None:
+    """SIGTERM (systemd, Docker, `kill`) and SIGHUP (a closed terminal) stop `bot run` the way
+    Ctrl-C does: the stack stops its children in order instead of leaving them orphaned."""
+
+    def request_stop(signum: int, _frame: object) -> None:
+        print(f"Nhận tín hiệu {signal.Signals(signum).name}: đang dừng trợ lý...",
+              file=sys.stderr, flush=True)
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, request_stop)
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.fees.overrides import OverrideError
     from bot.fees.service import FeeInputError, check_fee_settings
@@ -93,6 +108,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     model = _model_or_train(settings, retrain=args.retrain)
     print(f"Đang khởi động trợ lý với mô hình {model.name}...", file=sys.stderr)
     stack = Stack(settings, model)
+    stop_on_signals(stack.stopping)
     try:
         stack.start()
     except RuntimeError as exc:
@@ -101,6 +117,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:  # Ctrl-C while starting: leave no orphan process behind
         stack.stop()
         return 130
+    if stack.stopping.is_set():  # SIGTERM/SIGHUP while starting
+        stack.stop()
+        return 0
     print(f"Trợ lý đã sẵn sàng: http://{settings.bot_host}:{settings.bot_port}/  (Ctrl-C để dừng)",
           flush=True)
     print(f"Bảng điều khiển cho cán bộ: http://{settings.bot_host}:{settings.bot_port}/console/ "

@@ -12,7 +12,8 @@ without checking who sent it.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+import hashlib
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 Networks = tuple[IPv4Network | IPv6Network, ...]
 
@@ -20,6 +21,12 @@ Networks = tuple[IPv4Network | IPv6Network, ...]
 # (the hops we trust appended there) and only this many characters of it.
 MAX_HOPS = 16
 MAX_HEADER_CHARS = 1024
+# One IPv6 subscriber gets a whole /64 (RFC 6177): limits keyed on single IPv6 addresses
+# would give an abuser 2^64 fresh buckets.
+IPV6_BUCKET_PREFIX = 64
+# Rasa message metadata under which the gateway passes the client's pseudonymous key to the
+# action server (the status look-up limit per client address, actions/status.py).
+CLIENT_METADATA_KEY = "dvc_client"
 
 
 def parse_networks(raw: str) -> Networks:
@@ -66,3 +73,28 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Network
         if not _trusted(hop, trusted):
             return hop
     return address
+
+
+def bucket(address: str | None) -> str:
+    """The rate-limit bucket of a client address: itself for IPv4 (also IPv4-mapped IPv6),
+    its /64 for IPv6, the text as it is for anything else (a Unix socket, "?")."""
+    if not address:
+        return "?"
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        host_bits = 128 - IPV6_BUCKET_PREFIX
+        return str(IPv6Network((int(ip) >> host_bits << host_bits, IPV6_BUCKET_PREFIX)))
+    return str(ip)
+
+
+def client_key(address: str | None) -> str:
+    """A pseudonymous, fixed-length key for a client's bucket (what the action server's
+    look-up limit stores): Rasa keeps message metadata in its tracker store for as long as
+    the conversation, and an address there would be personal data kept for no reason."""
+    digest = hashlib.sha256(f"dvc-client:{bucket(address)}".encode()).hexdigest()
+    return digest[:32]

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
+_N = TypeVar("_N", int, float)
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:
@@ -31,6 +33,14 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _at_least(name: str, value: _N, low: _N) -> _N:
+    """A number setting checked at start: a zero retry limit would make every first
+    failure a dead letter."""
+    if value < low:
+        raise SystemExit(f"{name} must be at least {low}, got {value}")
+    return value
 
 
 def _urls(raw: str) -> tuple[str, ...]:
@@ -87,6 +97,12 @@ class Settings:
     allowed_origins: str = "self,http://localhost:*,http://127.0.0.1:*"
     rate_limit_per_minute: int = 30  # chat messages per session per minute (0: no limit)
     rate_limit_address_per_minute: int = 120  # ...per client address, whatever the session
+    # Per client address and minute on the other public routes (0: no limit): catalog search
+    # and fees, hand-over message polling, /healthz; open WebSockets per address at a time.
+    rate_limit_search_per_minute: int = 120
+    rate_limit_poll_per_minute: int = 300
+    rate_limit_health_per_minute: int = 60
+    websockets_per_address: int = 20
     # Reverse proxies whose X-Forwarded-For names the client (addresses / CIDR blocks, comma-
     # separated; blank: none, the peer is the client). See README "Security".
     trusted_proxies: str = ""
@@ -99,6 +115,10 @@ class Settings:
     zalo_api_base: str = "https://openapi.zalo.me"
     zalo_oauth_base: str = "https://oauth.zaloapp.com"
     zalo_signature_window: float = 300.0  # seconds an event's timestamp may be off
+    # A Zalo event whose answering keeps failing, or a reply Zalo keeps refusing, becomes a
+    # dead letter (console "Zalo: tin lỗi") after this many tries or this many hours.
+    zalo_max_attempts: int = 20
+    zalo_max_age_hours: float = 24.0
     # Application status lookup (README "Application status").
     status_source: str = "database"  # "database" (the application_status table) | "http"
     status_http_url: str = ""  # provincial case system; "{code}" is replaced by the code
@@ -108,6 +128,8 @@ class Settings:
     status_http_statuses: str = ""  # "THEIR_VALUE=our_status,..." (default: our names)
     status_lookup_limit: int = 5  # distinct codes one conversation may look up...
     status_lookup_window: float = 60.0  # ...per this many minutes (0: no limit)
+    status_lookup_address_limit: int = 30  # distinct codes per client address per window
+    status_lookup_global_limit: int = 1000  # look-ups of all clients per window (0: none)
     receipt_code_patterns: Path = ROOT / "data" / "status" / "receipt_codes.yaml"
     work_calendar: Path = ROOT / "data" / "status" / "calendar.yaml"
     # Human handover (README "Human handover"): when staff answer chats (Vietnam time; the
@@ -117,6 +139,7 @@ class Settings:
     handover_after_fallbacks: int = 2
     # Operator console (README "Operator console").
     console_session_hours: float = 8.0  # a session ends after this long without a request
+    console_session_max_hours: float = 12.0  # ...and this long after login, even if active
     console_secure_cookie: str = "auto"  # "auto" (Secure when served over HTTPS), "1", "0"
     # NLU inbox: a citizen message whose top intent is below this confidence needs a review.
     inbox_confidence: float = 0.6
@@ -188,6 +211,10 @@ class Settings:
             or "self,http://localhost:*,http://127.0.0.1:*",
             rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 30),
             rate_limit_address_per_minute=_int(env, "RATE_LIMIT_ADDRESS_PER_MINUTE", 120),
+            rate_limit_search_per_minute=_int(env, "RATE_LIMIT_SEARCH_PER_MINUTE", 120),
+            rate_limit_poll_per_minute=_int(env, "RATE_LIMIT_POLL_PER_MINUTE", 300),
+            rate_limit_health_per_minute=_int(env, "RATE_LIMIT_HEALTH_PER_MINUTE", 60),
+            websockets_per_address=_int(env, "WEBSOCKETS_PER_ADDRESS", 20),
             trusted_proxies=_networks(env.get("TRUSTED_PROXIES", "")),
             zalo_app_id=env.get("ZALO_APP_ID", "").strip(),
             zalo_oa_secret_key=env.get("ZALO_OA_SECRET_KEY", "").strip(),
@@ -198,6 +225,10 @@ class Settings:
             zalo_oauth_base=(env.get("ZALO_OAUTH_BASE")
                              or "https://oauth.zaloapp.com").rstrip("/"),
             zalo_signature_window=_float(env, "ZALO_SIGNATURE_WINDOW", 300.0),
+            zalo_max_attempts=_at_least("ZALO_MAX_ATTEMPTS",
+                                        _int(env, "ZALO_MAX_ATTEMPTS", 20), 1),
+            zalo_max_age_hours=_at_least("ZALO_MAX_AGE_HOURS",
+                                         _float(env, "ZALO_MAX_AGE_HOURS", 24.0), 0.01),
             status_source=(env.get("STATUS_SOURCE") or "database").strip().lower(),
             status_http_url=env.get("STATUS_HTTP_URL", "").strip(),
             status_http_token=env.get("STATUS_HTTP_TOKEN", "").strip(),
@@ -206,12 +237,15 @@ class Settings:
             status_http_statuses=env.get("STATUS_HTTP_STATUSES", "").strip(),
             status_lookup_limit=_int(env, "STATUS_LOOKUP_LIMIT", 5),
             status_lookup_window=_float(env, "STATUS_LOOKUP_WINDOW_MINUTES", 60.0),
+            status_lookup_address_limit=_int(env, "STATUS_LOOKUP_ADDRESS_LIMIT", 30),
+            status_lookup_global_limit=_int(env, "STATUS_LOOKUP_GLOBAL_LIMIT", 1000),
             receipt_code_patterns=_path(env, "RECEIPT_CODE_PATTERNS",
                                         "data/status/receipt_codes.yaml"),
             work_calendar=_path(env, "WORK_CALENDAR", "data/status/calendar.yaml"),
             handover_hours=(env.get("HANDOVER_HOURS") or "mon-fri 08:00-17:00").strip(),
             handover_after_fallbacks=_int(env, "HANDOVER_AFTER_FALLBACKS", 2),
             console_session_hours=_float(env, "CONSOLE_SESSION_HOURS", 8.0),
+            console_session_max_hours=_float(env, "CONSOLE_SESSION_MAX_HOURS", 12.0),
             console_secure_cookie=(env.get("CONSOLE_SECURE_COOKIE") or "auto").strip().lower(),
             inbox_confidence=_float(env, "INBOX_CONFIDENCE", 0.6),
             nlu_corrections_file=_path(env, "NLU_CORRECTIONS_FILE", "data/nlu/corrections.yml"),

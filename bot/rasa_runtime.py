@@ -151,11 +151,76 @@ def apply() -> None:
     RasaModel.load = _load_for_serving(RasaModel.__dict__["load"])  # type: ignore[method-assign]
     EndpointConfig.session = _kept_session(EndpointConfig.session)  # type: ignore[method-assign]
     common.all_subclasses = _events_walked_once(common.all_subclasses)
-    RemoteAction.run = _apologise_when_actions_fail(RemoteAction.run)  # type: ignore[method-assign]
+    RemoteAction.run = _apologise_when_actions_fail(  # type: ignore[method-assign]
+        _fail_over_to_other_action_servers(RemoteAction.run))
     _apologise_when_a_turn_fails()
     _count_stored_events_once()
     _run_graphs_in_order()
     _APPLIED = True
+
+
+_ALTERNATES: dict[str, Any] = {}
+
+
+def _endpoint_at(url: str, like: Any) -> Any:  # noqa: ANN401 - Rasa's EndpointConfig
+    """Another action server's endpoint with this one's headers and auth, built once per URL
+    (each endpoint keeps its own pooled session, see `_kept_session`; a replica has one
+    endpoints file, so one `like` per process)."""
+    from rasa.utils.endpoints import EndpointConfig
+
+    if url not in _ALTERNATES:
+        _ALTERNATES[url] = EndpointConfig(
+            url=f"{url}/webhook", params=like.params, headers=like.headers,
+            basic_auth=like.basic_auth, token=like.token, token_name=like.token_name,
+            cafile=like.cafile, **like.kwargs)
+    return _ALTERNATES[url]
+
+
+def _other_action_servers(current: str) -> list[str]:
+    """ACTIONS_URLS (every action server of the deployment) without the replica's own."""
+    import os
+
+    urls = [u.strip().rstrip("/") for u in os.environ.get("ACTIONS_URLS", "").split(",")]
+    own = current.rstrip("/").removesuffix("/webhook")
+    return [u for u in urls if u and u != own]
+
+
+def _fail_over_to_other_action_servers(run: Any) -> Any:
+    """Each Rasa replica has one action server (its endpoints file). When that one cannot be
+    reached (restarting after a crash, killed), the action runs on the next one of
+    ACTIONS_URLS instead of the citizen getting the apology. Only a refused or failed
+    connection moves it: the request never reached a server, so nothing ran twice."""
+    import copy
+    import logging
+
+    import aiohttp
+    from rasa.shared.exceptions import RasaException
+
+    log = logging.getLogger("bot.rasa_runtime")
+
+    @functools.wraps(run)
+    async def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await run(self, *args, **kwargs)
+        except RasaException as exc:
+            if not isinstance(exc.__context__, aiohttp.ClientConnectorError) \
+                    or self.action_endpoint is None:
+                raise
+            failed = exc
+        for url in _other_action_servers(self.action_endpoint.url):
+            log.warning("action server %s unreachable, running %s on %s",
+                        self.action_endpoint.url, self.name(), url)
+            moved = copy.copy(self)  # the action object is per turn; never share the change
+            moved.action_endpoint = _endpoint_at(url, self.action_endpoint)
+            try:
+                return await run(moved, *args, **kwargs)
+            except RasaException as exc:
+                if not isinstance(exc.__context__, aiohttp.ClientConnectorError):
+                    raise
+                failed = exc
+        raise failed
+
+    return wrapped
 
 
 def _apologise_when_actions_fail(run: Any) -> Any:

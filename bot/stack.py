@@ -6,13 +6,17 @@ so what the tests start is exactly what a user starts.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +32,21 @@ TRACKER_PASSWORD_ENV = "DVC_TRACKER_DB_PASSWORD"
 REDIS_PASSWORD_ENV = "DVC_LOCK_STORE_PASSWORD"  # the same, for the Redis lock store
 
 
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> bool:
-    """Poll `url` until it answers 200, the process dies, or `timeout` seconds pass."""
+# How long a stop may take (README "Running"): the gateway first, given the time a message it
+# accepted may still wait for Rasa (RASA_TIMEOUT) plus this much; then Rasa and the action
+# servers, each given STOP_GRACE seconds before SIGKILL.
+STOP_GRACE = 10.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None,
+              stop: threading.Event | None = None) -> bool:
+    """Poll `url` until it answers 200, the process dies, `stop` is set or `timeout` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
+            return False
+        if stop is not None and stop.is_set():
             return False
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
@@ -72,6 +86,10 @@ def service_env(settings: Settings) -> dict[str, str]:
         "ALLOWED_ORIGINS": settings.allowed_origins,
         "RATE_LIMIT_PER_MINUTE": str(settings.rate_limit_per_minute),
         "RATE_LIMIT_ADDRESS_PER_MINUTE": str(settings.rate_limit_address_per_minute),
+        "RATE_LIMIT_SEARCH_PER_MINUTE": str(settings.rate_limit_search_per_minute),
+        "RATE_LIMIT_POLL_PER_MINUTE": str(settings.rate_limit_poll_per_minute),
+        "RATE_LIMIT_HEALTH_PER_MINUTE": str(settings.rate_limit_health_per_minute),
+        "WEBSOCKETS_PER_ADDRESS": str(settings.websockets_per_address),
         "TRUSTED_PROXIES": settings.trusted_proxies,
         "ZALO_APP_ID": settings.zalo_app_id,
         "ZALO_OA_SECRET_KEY": settings.zalo_oa_secret_key,
@@ -81,6 +99,8 @@ def service_env(settings: Settings) -> dict[str, str]:
         "ZALO_API_BASE": settings.zalo_api_base,
         "ZALO_OAUTH_BASE": settings.zalo_oauth_base,
         "ZALO_SIGNATURE_WINDOW": str(settings.zalo_signature_window),
+        "ZALO_MAX_ATTEMPTS": str(settings.zalo_max_attempts),
+        "ZALO_MAX_AGE_HOURS": str(settings.zalo_max_age_hours),
         "STATUS_SOURCE": settings.status_source,
         "STATUS_HTTP_URL": settings.status_http_url,
         "STATUS_HTTP_TOKEN": settings.status_http_token,
@@ -89,6 +109,8 @@ def service_env(settings: Settings) -> dict[str, str]:
         "STATUS_HTTP_STATUSES": settings.status_http_statuses,
         "STATUS_LOOKUP_LIMIT": str(settings.status_lookup_limit),
         "STATUS_LOOKUP_WINDOW_MINUTES": str(settings.status_lookup_window),
+        "STATUS_LOOKUP_ADDRESS_LIMIT": str(settings.status_lookup_address_limit),
+        "STATUS_LOOKUP_GLOBAL_LIMIT": str(settings.status_lookup_global_limit),
         "RECEIPT_CODE_PATTERNS": str(settings.receipt_code_patterns),
         "WORK_CALENDAR": str(settings.work_calendar),
         "HANDOVER_HOURS": settings.handover_hours,
@@ -103,6 +125,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "REDIS_URL": settings.redis_url,
         "LOCK_LIFETIME": str(settings.lock_lifetime),
         "CONSOLE_SESSION_HOURS": str(settings.console_session_hours),
+        "CONSOLE_SESSION_MAX_HOURS": str(settings.console_session_max_hours),
         "CONSOLE_SECURE_COOKIE": settings.console_secure_cookie,
         "CATALOG_SNAPSHOT": settings.catalog_snapshot,
         "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
@@ -202,6 +225,40 @@ def write_endpoints(settings: Settings, directory: Path,
     return Path(name), env
 
 
+def _die_with_parent() -> Any:
+    """A `preexec_fn` that makes the child receive SIGTERM when `bot run` dies, however it
+    dies (SIGKILL, OOM): children run in their own sessions (Ctrl-C reaches the parent only),
+    so without this they would outlive it and hold the ports. Linux only (prctl); elsewhere
+    nothing is done. The libc handle is loaded before forking, since a forked child of a
+    threaded parent must do as little as possible."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return set_death_signal
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How `Stack.supervise` restarts a child that exits: after `backoff` seconds, doubling
+    up to `max_backoff`, and at most `limit` times in `window` seconds; a child that keeps
+    crashing stops the stack with a clear message instead of looping forever."""
+
+    backoff: float = 1.0
+    max_backoff: float = 30.0
+    limit: int = 5
+    window: float = 60.0
+
+
 @dataclass
 class Service:
     """How to (re)start one child process and know it is ready."""
@@ -230,14 +287,18 @@ class Stack:
     endpoints_file: Path | None = None
     services: dict[str, Service] = field(default_factory=dict)
     endpoints_files: list[Path] = field(default_factory=list)
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    # Set by `bot run`'s SIGTERM/SIGHUP handler (or a test): ends `start` and `supervise`.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def _spawn(self, name: str, cmd: list[str],
                extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         env = {**service_env(self.settings), **(extra_env or {})}
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,  # noqa: PLW1509
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_die_with_parent())
         self.procs[name] = proc
         return proc
 
@@ -280,6 +341,8 @@ class Stack:
         for name, svc in self.services.items():
             self._spawn(name, svc.cmd, svc.env)
         for name, svc in self.services.items():
+            if self.stopping.is_set():  # SIGTERM while starting: `wait` stops what started
+                return
             self._check(name, self.procs[name], svc.health_url, timeout)
 
     def kill(self, name: str) -> None:
@@ -322,7 +385,7 @@ class Stack:
         self._check("gateway", gw, f"http://{s.bot_host}:{s.bot_port}/healthz", timeout)
 
     def _check(self, name: str, proc: subprocess.Popen, url: str, timeout: float) -> None:
-        if wait_http(url, timeout, proc):
+        if wait_http(url, timeout, proc, self.stopping) or self.stopping.is_set():
             return
         tail = self.log_tail(name)
         self.stop()
@@ -335,33 +398,76 @@ class Stack:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        """Terminate every child (then kill what does not exit)."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        """Stop every child: the gateway first, so a message it has accepted is still answered
+        by Rasa, then Rasa and the action servers; SIGKILL whatever outlives its grace."""
+        gateways = [p for n, p in self.procs.items() if n.startswith("gateway")]
+        others = [p for n, p in self.procs.items() if not n.startswith("gateway")]
+        self._stop_group(gateways, self.settings.rasa_timeout + STOP_GRACE)
+        self._stop_group(others, STOP_GRACE)
         self.procs.clear()
         for path in self.endpoints_files:
             path.unlink(missing_ok=True)
         self.endpoints_files.clear()
         self.endpoints_file = None
 
+    @staticmethod
+    def _stop_group(procs: list[subprocess.Popen], grace: float) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def supervise(self) -> int:
+        """Keep the stack up until `stopping` is set: a child that exits is started again
+        (the gateway routes around a missing replica meanwhile), with `restart_policy`'s
+        backoff; 0 when asked to stop, the child's exit code when it keeps crashing."""
+        policy = self.restart_policy
+        history: dict[str, deque[float]] = {}
+        due: dict[str, float] = {}
+        while not self.stopping.wait(0.25):
+            now = time.monotonic()
+            for name, proc in list(self.procs.items()):
+                code = proc.poll()
+                if code is None or name in due:
+                    continue
+                recent = history.setdefault(name, deque())
+                while recent and now - recent[0] > policy.window:
+                    recent.popleft()
+                log = self.log_dir / f"{name}.log"
+                if len(recent) >= policy.limit:
+                    print(f"{name} đã dừng {len(recent) + 1} lần trong {policy.window:.0f} giây "
+                          f"(mã {code}); dừng toàn bộ trợ lý. Xem {log}", file=sys.stderr)
+                    return code or 1
+                delay = min(policy.backoff * 2 ** len(recent), policy.max_backoff)
+                print(f"{name} dừng với mã {code}; khởi động lại sau {delay:.0f} giây "
+                      f"(xem {log})", file=sys.stderr, flush=True)
+                due[name] = now + delay
+            for name, when in list(due.items()):
+                if now >= when:
+                    del due[name]
+                    history.setdefault(name, deque()).append(now)
+                    self._respawn(name)
+        return 0
+
+    def _respawn(self, name: str) -> None:
+        """Start one service again without waiting for it: the supervisor keeps watching the
+        others, and a replica that is not ready yet is skipped by the gateway's health checks."""
+        svc = self.services[name]
+        if name.startswith("rasa"):
+            svc.cmd = self._with_active_model(svc.cmd)
+        self._spawn(name, svc.cmd, svc.env)
+
     def wait(self) -> int:
-        """Block until any child exits (or Ctrl-C); return its exit code."""
+        """Supervise until stopped (SIGTERM, SIGHUP, Ctrl-C) or a child keeps crashing, then
+        stop everything; return the exit code."""
         try:
-            while True:
-                for name, proc in self.procs.items():
-                    code = proc.poll()
-                    if code is not None:
-                        print(f"{name} exited with code {code}; see {self.log_dir / name}.log",
-                              file=sys.stderr)
-                        return code or 1
-                time.sleep(1)
+            return self.supervise()
         except KeyboardInterrupt:
             return 0
         finally:

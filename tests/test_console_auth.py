@@ -74,21 +74,25 @@ async def test_login_sets_a_strict_http_only_cookie_and_shows_the_right_menu(
     assert "/console/operators" not in html  # an agent's menu has no account management
 
 
-async def test_wrong_passwords_lock_the_account_and_say_nothing_about_it(
+async def test_wrong_passwords_throttle_the_name_and_say_nothing_about_it(
         client: TestClient, settings: Settings) -> None:
-    for _ in range(accounts.MAX_FAILED):
-        status, location = await login(client, "minh", "sai-mat-khau-roi")
-        assert status == 303 and "err=login" in location
-    status, location = await login(client, "minh")  # the right password, but locked now
-    assert "err=login" in location
+    """More in tests/test_console_login.py (per address, per replica, timing)."""
+    status, wrong = await login(client, "minh", "sai-mat-khau-roi")
+    assert status == 303 and "err=login" in wrong
     _, unknown = await login(client, "khong-ton-tai", "sai-mat-khau-roi")
-    assert unknown == location  # an unknown user looks exactly the same
-    page = await client.get(location)
+    assert unknown == wrong  # an unknown user looks exactly the same
+    page = await client.get(wrong)
     assert "không đúng, hoặc tài khoản đang bị khóa tạm thời" in await page.text()
+    for _ in range(accounts.MAX_FAILED - 1):
+        status, location = await login(client, "minh", "sai-mat-khau-roi")
+        assert status == 303 and location == wrong
+    status, _ = await login(client, "minh")  # the right password, but throttled now
+    assert status == 429
     with session_scope(settings.database_url) as s:
         reasons = [e.detail for e in s.execute(select(AuditEntry).where(
             AuditEntry.action == "login.failed")).scalars()]
-    assert sum('"locked"' in (r or "") for r in reasons) == 1
+    assert sum('"throttled"' in (r or "") for r in reasons) == 1
+    assert sum('"unknown"' in (r or "") for r in reasons) == 1
 
 
 async def test_logged_out_users_get_nothing(client: TestClient) -> None:

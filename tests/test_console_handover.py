@@ -107,3 +107,35 @@ async def test_logged_out_and_unknown_roles_get_nothing(client: TestClient) -> N
     resp = await client.post("/console/handover/1", data={"action": "take"},
                              allow_redirects=False)
     assert resp.status == 401
+
+
+async def test_only_an_admin_may_take_over_or_close_a_colleagues_conversation(
+        client: TestClient, settings: Settings) -> None:
+    """`force` (issue 18, item 11): an agent cannot cut a colleague off a citizen; an admin
+    can, and the audit log says it was forced."""
+    with session_scope(settings.database_url) as s:
+        accounts.add_operator(s, "an", PASSWORD, "admin", "Quản trị An")
+    hid = open_one(settings)
+    queue.take(settings.database_url, hid, "hoa")
+    await login(client, "lan")
+    page = await (await client.get(f"/console/handover/{hid}")).text()
+    assert 'data-testid="take-over"' not in page and 'data-testid="held-by-other"' in page
+    token = await csrf_of(client, f"/console/handover/{hid}")
+    for action in ("take", "close"):
+        resp = await client.post(f"/console/handover/{hid}", data={
+            "csrf": token, "action": action, "force": "1"})
+        assert resp.status == 403 and "Chỉ quản trị viên" in await resp.text()
+    assert queue.get(settings.database_url, hid).handover.taken_by == "hoa"
+    await login(client, "an")
+    page = await (await client.get(f"/console/handover/{hid}")).text()
+    assert 'data-testid="take-over"' in page
+    token = await csrf_of(client, f"/console/handover/{hid}")
+    resp = await client.post(f"/console/handover/{hid}", data={
+        "csrf": token, "action": "take", "force": "1"})
+    assert resp.status == 200 and "Đang trao đổi — an" in await resp.text()
+    with session_scope(settings.database_url) as s:
+        entries = [(e.actor, e.action, e.detail) for e in s.execute(select(AuditEntry).where(
+            AuditEntry.target == str(hid)).order_by(AuditEntry.id)).scalars()]
+    assert entries == [("lan", "handover.take.refused", '{"force": true}'),
+                       ("lan", "handover.close.refused", '{"force": true}'),
+                       ("an", "handover.take", '{"force": true}')]

@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.catalog.db import session_scope
 from bot.catalog.seed import upsert_records
+from bot.client_address import CLIENT_METADATA_KEY, client_key
 from bot.config import Settings
 from bot.gateway.app import body_limit, create_app
 from bot.gateway.rasa_client import parse_rasa_messages
@@ -290,6 +291,8 @@ async def test_chat_forwards_nfc_text_and_shapes_reply(
     [sent] = fake_rasa["received"]
     # every message carries an id that finds it again in a tracker (replica failover)
     assert re.fullmatch(r"[0-9a-f]{32}", sent["metadata"].pop("dvc_message_id"))
+    # and the client's key, for the status look-up limit per address (tests/test_gateway_limits)
+    assert sent["metadata"].pop(CLIENT_METADATA_KEY) == client_key("127.0.0.1")
     assert sent == {"sender": "u1", "message": "Lệ phí",
                     "metadata": {"channel": "web", "lang": "vi"}}
 

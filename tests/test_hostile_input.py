@@ -135,6 +135,8 @@ def fuzz_settings(database_url: str, **overrides: Any) -> Settings:
         "support_hotline": HOTLINE, "rasa_timeout": 2.0,
         "max_message_bytes": MAX_MESSAGE_BYTES,
         "rate_limit_per_minute": 0, "rate_limit_address_per_minute": 0,  # off: fuzzing
+        "rate_limit_search_per_minute": 0, "rate_limit_poll_per_minute": 0,
+        "rate_limit_health_per_minute": 0, "websockets_per_address": 0,
         "zalo_app_id": ZALO_APP_ID, "zalo_oa_secret_key": ZALO_SECRET,
         "zalo_app_secret": "fuzz-app-secret", "zalo_access_token": "fuzz-token",
         "zalo_refresh_token": "fuzz-refresh", "zalo_api_base": dead, "zalo_oauth_base": dead,

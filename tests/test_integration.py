@@ -8,11 +8,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -163,8 +167,33 @@ def test_terminal_shell_talks_through_the_gateway(stack: Stack) -> None:
     assert "Trợ lý: Xin chào" in out.stdout
 
 
-def test_bot_run_prints_url_serves_and_stops_cleanly(trained, tmp_path) -> None:
-    """`bot run` (what `make run` calls) with an existing model: no training, URL printed."""
+def _stat(pid: int) -> list[str]:
+    """State, parent pid, … of a live process from /proc ([] when it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def running(pid: int) -> bool:
+    state = _stat(pid)
+    return bool(state) and state[0] != "Z"
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (the stack's children run in their own sessions)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        state = _stat(int(entry.name)) if entry.name.isdigit() else []
+        if state and state[0] != "Z" and int(state[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def test_bot_run_serves_and_stops_cleanly_on_sigterm(trained, tmp_path) -> None:
+    """`bot run` (what `make run` calls) with an existing model: no training, URL printed;
+    SIGTERM (systemd, Docker, `kill`) answers the message in flight, then stops every child
+    and frees the ports (issue 18, item 1)."""
 
     settings, model = trained
     models = tmp_path / "models"
@@ -178,7 +207,7 @@ def test_bot_run_prints_url_serves_and_stops_cleanly(trained, tmp_path) -> None:
            # first start (tests/test_snapshot.py), which would change it for other modules
            "CATALOG_SNAPSHOT": ""}
     proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # blocks until the assistant is ready (or exits)
         assert f"http://127.0.0.1:{port}/" in line, line
@@ -188,12 +217,26 @@ def test_bot_run_prints_url_serves_and_stops_cleanly(trained, tmp_path) -> None:
         assert f"http://127.0.0.1:{port}/console/" in console, console
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/console/login", timeout=30) as r:
             assert r.status == 200 and "Đăng nhập" in r.read().decode()
+        children = children_of(proc.pid)
+        assert len(children) == 3, children  # actions, rasa, gateway
+        answer: list = []
+        asking = threading.Thread(target=lambda: answer.append(http(
+            "POST", f"http://127.0.0.1:{port}/api/v1/chat",
+            {"sender": "sigterm-test", "text": "làm hộ chiếu cần giấy tờ gì"})))
+        asking.start()
+        time.sleep(0.3)  # the gateway has accepted the message (a turn takes longer)
     finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=60)
-    assert code == 0
-    with pytest.raises(urllib.error.URLError):
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=90)
+    asking.join(60)
+    assert code == 0, proc.stderr.read()[-2000:]
+    status, body = answer[0]
+    assert status == 200 and body["messages"], body
+    assert "Xin lỗi" not in body["messages"][0]["text"]  # a real answer, not the apology
+    assert not [pid for pid in children if running(pid)]
+    for p in (port, int(env["RASA_PORT"]), int(env["ACTIONS_PORT"])):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", p))  # free again
 
 
 def test_rasa_down_gives_apology_and_503(stack: Stack) -> None:

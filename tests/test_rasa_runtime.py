@@ -3,6 +3,7 @@ must be exactly Rasa's (same validation verdicts and errors, same predictions)."
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -232,3 +233,56 @@ async def test_tracker_store_survives_a_database_restart_without_double_turns() 
         texts = [e.text for e in stored.events if isinstance(e, (UserUttered, BotUttered))]
         assert texts == ["câu 0", "trả lời 0", "câu 1", "trả lời 1"]
         store.engine.dispose()
+
+
+async def test_an_unreachable_action_server_fails_over_to_the_next(monkeypatch) -> None:  # noqa: ANN001
+    """A replica's own action server down (restarting after a crash): the action runs on
+    another one of ACTIONS_URLS; a server that answers with an error is not retried."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+    from rasa.core.actions.action import RemoteAction
+    from rasa.core.channels import CollectingOutputChannel
+    from rasa.core.nlg import TemplatedNaturalLanguageGenerator
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.trackers import DialogueStateTracker
+    from rasa.shared.exceptions import RasaException
+    from rasa.utils.endpoints import EndpointConfig
+
+    from bot import rasa_runtime
+    from tests.conftest import free_port
+
+    calls: list[str] = []
+
+    async def webhook(request: web.Request) -> web.Response:
+        calls.append((await request.json())["next_action"])
+        if request.app["broken"]:
+            return web.json_response({"error": "boom"}, status=500)
+        return web.json_response({"events": [], "responses": [{"text": "từ máy dự phòng"}]})
+
+    app = web.Application()
+    app["broken"] = False
+    app.router.add_post("/webhook", webhook)
+    async with TestServer(app) as spare:
+        down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        spare_url = str(spare.make_url("")).rstrip("/")
+        monkeypatch.setenv("ACTIONS_URLS", f"{down},{spare_url}")
+        # Rasa's own run (another test may have applied the runtime's patches in-process)
+        run = rasa_runtime._fail_over_to_other_action_servers(inspect.unwrap(RemoteAction.run))
+        action = RemoteAction("action_answer", EndpointConfig(f"{down}/webhook"))
+        tracker = DialogueStateTracker("fail-over", [])
+        domain = Domain.empty()
+        nlg = TemplatedNaturalLanguageGenerator(domain.responses)
+
+        events = await run(action, CollectingOutputChannel(), nlg, tracker, domain)
+        assert [e.text for e in events] == ["từ máy dự phòng"] and calls == ["action_answer"]
+        assert action.action_endpoint.url == f"{down}/webhook"  # the action is not changed
+
+        app["broken"] = True  # it answered: the action may have run, so no second try
+        with pytest.raises(RasaException):
+            await run(RemoteAction("action_answer", EndpointConfig(f"{spare_url}/webhook")),
+                      CollectingOutputChannel(), nlg, tracker, domain)
+        assert calls == ["action_answer", "action_answer"]
+
+        monkeypatch.setenv("ACTIONS_URLS", down)  # no other server: Rasa's own error
+        with pytest.raises(RasaException, match="Couldn't connect"):
+            await run(action, CollectingOutputChannel(), nlg, tracker, domain)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -163,6 +164,63 @@ def test_without_action_servers_the_citizen_gets_an_apology(stack: Stack) -> Non
             stack.restart(name)
     status, body = chat(stack, sender, QUESTIONS[1])
     assert status == 200 and "Hồ sơ" in " ".join(m["text"] for m in body["messages"])
+
+
+def test_a_crashed_replica_and_action_server_come_back_under_load(stack: Stack,
+                                                                   pg_url: str) -> None:
+    """What `bot run` does (Stack.supervise) when one Rasa replica and one action server are
+    SIGKILLed under load: no message fails (the gateway moves conversations to the other
+    replica, a replica whose action server is down uses the other one), and the supervisor
+    starts both again (issue 18, item 2)."""
+    supervisor = threading.Thread(target=stack.supervise, daemon=True)
+    supervisor.start()
+    old = {name: stack.procs[name].pid for name in ("rasa-2", "actions-2")}
+    senders = senders_on(stack, 0, 2, "crash") + senders_on(stack, 1, 3, "crash")
+    done = threading.Event()
+
+    def converse(sender: str) -> list[tuple[int, str]]:
+        said = []
+        while not done.is_set():
+            status, body = chat(stack, sender, QUESTIONS[1])
+            said.append((status, " ".join(m["text"] for m in body.get("messages", []))))
+            time.sleep(0.3)
+        return said
+
+    def back(name: str) -> bool:
+        proc = stack.procs[name]
+        return proc.pid != old[name] and proc.poll() is None and _answers(
+            stack.services[name].health_url)
+
+    try:
+        with ThreadPoolExecutor(len(senders)) as pool:
+            talks = [pool.submit(converse, s) for s in senders]
+            time.sleep(2)
+            stack.kill("actions-2")
+            stack.kill("rasa-2")
+            deadline = time.monotonic() + 300
+            while not (back("rasa-2") and back("actions-2")) and time.monotonic() < deadline:
+                time.sleep(1)
+            time.sleep(2)  # a little load on the restarted replica too
+            done.set()
+            said = [turn for talk in talks for turn in talk.result()]
+    finally:
+        done.set()
+        stack.stopping.set()
+        supervisor.join(10)
+        stack.stopping.clear()
+    assert back("rasa-2") and back("actions-2"), stack.log_tail("rasa-2")
+    failed = [t for t in said if t[0] != 200 or "Hồ sơ" not in t[1]]
+    assert len(said) > 20 and not failed, (len(said), failed[:3])
+    _, health = chat_health(stack)
+    assert "2/2 replicas up" in health["checks"]["rasa"]["detail"], health
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def test_an_activation_reaches_every_replica(stack: Stack) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -218,7 +219,10 @@ class ZaloInbox(Base):
     """A Zalo webhook event accepted once (dedup by msg_id), processed later.
 
     Written before the webhook answers 200, so an event Zalo considers delivered survives a
-    crash; `processed_at` is set in the same transaction as the replies it produced.
+    crash; `processed_at` is set in the same transaction as the replies it produced. An event
+    whose processing fails is retried with backoff (`attempts`, `next_attempt_at`,
+    `last_error`) and, after ZALO_MAX_ATTEMPTS or ZALO_MAX_AGE_HOURS, set aside (`dead_at`):
+    the dead letters an admin retries or discards in the console.
     """
 
     __tablename__ = "zalo_inbox"
@@ -228,7 +232,12 @@ class ZaloInbox(Base):
     user_id = Column(String(64))
     event = Column(Text, nullable=False)  # the event JSON as received
     received_at = Column(DateTime, nullable=False)
-    processed_at = Column(DateTime)
+    processed_at = Column(DateTime)  # answered, or (with dead_at) discarded by an admin
+    attempts = Column(Integer, nullable=False, default=0, server_default="0")
+    next_attempt_at = Column(DateTime)  # None: due now
+    last_error = Column(Text)
+    dead_at = Column(DateTime, index=True)  # given up: a dead letter until retried
+    retried_at = Column(DateTime)  # an admin sent it back: its age counts from here
 
 
 class ZaloOutbox(Base):
@@ -241,6 +250,8 @@ class ZaloOutbox(Base):
     user_id = Column(String(64), nullable=False, index=True)
     kind = Column(String(8), nullable=False)  # "text" | "list"
     body = Column(Text, nullable=False)  # JSON: {"text"} or {"title", "buttons", "fallback"}
+    # "pending" | "sent" | "undeliverable" (Zalo refused it for good) | "dead" (given up
+    # after ZALO_MAX_ATTEMPTS or ZALO_MAX_AGE_HOURS: a dead letter) | "discarded" (by an admin)
     status = Column(String(16), nullable=False, default="pending", index=True)
     attempts = Column(Integer, nullable=False, default=0)
     next_attempt_at = Column(DateTime, nullable=False)
@@ -248,6 +259,8 @@ class ZaloOutbox(Base):
     message_id = Column(String(64))  # Zalo's id once sent
     created_at = Column(DateTime, nullable=False)
     sent_at = Column(DateTime)
+    dead_at = Column(DateTime)
+    retried_at = Column(DateTime)  # an admin sent it back: its age counts from here
 
 
 class ZaloLease(Base):
@@ -298,3 +311,22 @@ class ApplicationRecord(Base):
     note = Column(Text)
     source = Column(String(128))  # the file it came from
     imported_at = Column(DateTime, nullable=False)
+
+
+class StatusLookup(Base):
+    """One admitted application-status look-up: which client asked about which code, when.
+
+    The per-client-address and global look-up limits (bot/status/limits.py) count these rows,
+    in the database so that every action server replica counts the same look-ups. Neither
+    the client nor the code is stored: `client` is the gateway's pseudonymous key of the
+    client's address (or of the Zalo user), `code` a hash of the receipt code. Rows older than
+    the window are deleted as new ones come.
+    """
+
+    __tablename__ = "status_lookups"
+    __table_args__ = (Index("ix_status_lookups_client_at", "client", "looked_up_at"),)
+
+    id = Column(Integer, primary_key=True)
+    client = Column(String(64), nullable=False)
+    code = Column(String(32), nullable=False)
+    looked_up_at = Column(DateTime, nullable=False, index=True)

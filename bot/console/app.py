@@ -4,6 +4,7 @@ added by their own modules: conversations, NLU inbox, models, handover, catalog,
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import secrets
@@ -20,8 +21,10 @@ from bot.console.models import ROLES, AuditEntry, Operator
 from bot.console.web import (
     COOKIE,
     JINJA_KEY,
+    LOGIN_GATE_KEY,
     PRE_COOKIE,
     PREFIX,
+    PROBLEMS,
     SETTINGS_KEY,
     USER_KEY,
     NavItem,
@@ -46,12 +49,26 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     count = await db(request, lambda s: s.execute(select(func.count(Operator.id))).scalar_one())
     pre = request.cookies.get(PRE_COOKIE) or secrets.token_urlsafe(24)
     resp = render(request, "login.html", pre=pre, no_accounts=count == 0,
-                  next=safe_next(request.query.get("next")))
+                  next=safe_next(request.query.get("next")), username="")
     set_cookie(request, resp, PRE_COOKIE, pre, max_age=3600)
     return resp
 
 
+def _throttled_page(request: web.Request, pre: str, username: str,
+                    target: str) -> web.Response:
+    """429 with the login form again (the name kept): the operator sees why and when to
+    retry instead of a "wrong password" that would make them try, and fail, again."""
+    resp = render(request, "login.html", status=429, pre=pre, no_accounts=False,
+                  next=target, username=username[:64], problem=PROBLEMS["throttled"])
+    resp.headers["Retry-After"] = str(accounts.WINDOW_MINUTES * 60)
+    return resp
+
+
 async def login_submit(request: web.Request) -> web.StreamResponse:
+    """Check a login in three steps: the throttle (and the attempt recorded) in one
+    transaction, the argon2 verification outside any transaction and bounded per process,
+    then the session or the failure in a second transaction. Every attempt, refused or not,
+    costs one verification, so timing does not tell which names exist."""
     data = await form(request)
     pre = request.cookies.get(PRE_COOKIE, "")
     target = safe_next(data.get("next"))
@@ -60,9 +77,16 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         raise redirect(f"{PREFIX}/login", err="csrf")
     settings = request.app[SETTINGS_KEY]
     who = address(request)
-    result = await db(request, lambda s: accounts.login(
-        s, data.get("username", ""), data.get("password", ""), settings.console_session_hours,
-        who))
+    username = data.get("username", "")
+    attempt = await db(request, lambda s: accounts.begin_login(s, username, who))
+    ok, new_hash = await accounts.verify_bounded(request.app[LOGIN_GATE_KEY],
+                                                 attempt.password_hash,
+                                                 data.get("password", ""))
+    result = await db(request, lambda s: accounts.finish_login(
+        s, attempt, ok, new_hash, settings.console_session_hours,
+        settings.console_session_max_hours))
+    if attempt.throttled:
+        return _throttled_page(request, pre, username, target)
     if result is None:
         raise redirect(f"{PREFIX}/login", err="login", next=target)
     token, _ = result
@@ -87,9 +111,10 @@ async def to_home(request: web.Request) -> web.StreamResponse:
 
 
 def _operators(s: Session) -> list[dict]:
+    locked = accounts.throttled_names(s)
     return [{"username": o.username, "display_name": o.display_name, "role": o.role,
              "active": o.active, "last_login_at": o.last_login_at,
-             "locked": o.locked_until is not None and o.locked_until > accounts.now()}
+             "locked": o.username in locked}
             for o in s.execute(select(Operator).order_by(Operator.username)).scalars()]
 
 
@@ -157,6 +182,7 @@ def add_console(app: web.Application, settings: Settings) -> None:
     """Mount /console on the gateway app."""
     app[SETTINGS_KEY] = settings
     app[JINJA_KEY] = jinja_env()
+    app[LOGIN_GATE_KEY] = asyncio.Semaphore(accounts.VERIFY_CONCURRENCY)
     r = app.router
     r.add_get(f"{PREFIX}/login", login_page)
     r.add_post(f"{PREFIX}/login", login_submit)
@@ -179,6 +205,9 @@ def add_console(app: web.Application, settings: Settings) -> None:
     from bot.console.catalog_pages import add_catalog_pages
 
     add_catalog_pages(app)
+    from bot.console.zalo_pages import add_zalo_pages
+
+    add_zalo_pages(app)
     add_nav(NavItem("operators", f"{PREFIX}/operators", "Tài khoản",
                     "Thêm cán bộ, đặt lại mật khẩu, phân vai trò, khóa tài khoản."))
     add_nav(NavItem("audit.read", f"{PREFIX}/audit", "Nhật ký",

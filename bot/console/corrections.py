@@ -12,8 +12,9 @@ Safety rules, each refused with a Vietnamese message for the console:
 * entity spans must lie inside the text and must not overlap;
 * a text already present in any file of the NLU folder is not added again (Rasa refuses the
   same text under two intents, and twice under one intent only adds noise);
-* a text holding a citizen ID, a phone number or a receipt code is refused: training data
-  goes into git, personal data must not (`bot.text.mask_pii` decides what counts);
+* a text holding a citizen ID (CCCD or CMND), a phone number, an e-mail address or a
+  receipt code is refused: training data goes into git, personal data must not
+  (`bot.text.mask_pii`, the detector the logs use, decides what counts);
 * the new file must load through Rasa's own YAML reader with the example and its entities
   intact, without a warning, before it replaces the old one (temp file + `os.replace`, under
   an exclusive lock on the folder, so two operators never corrupt or lose each other's work).
@@ -325,9 +326,9 @@ def prepare(text: str, intent: str, entities: Iterable[EntitySpan] = (), *,
         raise CorrectionError("Câu bắt đầu bằng '/' là lệnh của nút bấm, không phải câu hỏi.")
     if mask_pii(plain) != plain:
         raise CorrectionError(
-            "Câu có số CCCD, số điện thoại hoặc mã hồ sơ của người dân: không đưa vào dữ liệu "
-            "huấn luyện (được lưu trong git). Hãy bỏ qua câu này hoặc tự thêm một câu tương "
-            "tự với số giả.")
+            "Câu có số CCCD/CMND, số điện thoại, địa chỉ e-mail hoặc mã hồ sơ của người dân: "
+            "không đưa vào dữ liệu huấn luyện (được lưu trong git). Hãy bỏ qua câu này hoặc tự "
+            "thêm một câu tương tự với số giả.")
     return line, plain, placed
 
 

@@ -13,6 +13,7 @@ from bot.console.web import (
     USER_KEY,
     NavItem,
     add_nav,
+    can,
     form,
     guarded,
     record,
@@ -28,6 +29,8 @@ CHANNEL_LABELS = {"web": "Trang chat", "widget": "Widget", "zalo": "Zalo"}
 AUTHOR_LABELS = {"citizen": "Người dân", "agent": "Cán bộ", "system": "Hệ thống",
                  "bot": "Trợ lý ảo"}
 MAX_REPLY_CHARS = 2000
+FORCE_REFUSED = ("Chỉ quản trị viên được nhận thay hoặc kết thúc cuộc trao đổi mà cán bộ khác "
+                 "đang phụ trách. Bạn hãy nhờ cán bộ đó hoặc quản trị viên.")
 
 
 def _labels() -> dict:
@@ -71,9 +74,15 @@ async def thread_action(request: web.Request) -> web.StreamResponse:
     user = request[USER_KEY].username
     action = data.get("action", "")
     text = data.get("text", "").strip()
+    force = data.get("force") == "1" and action in ("take", "close")
+    if force and not can(request[USER_KEY], "handover.force"):
+        # Refused before the desk is asked, and recorded: an attempt to cut a colleague
+        # off a citizen is worth an entry in the audit log even when it fails.
+        await record(request, f"handover.{action}.refused", str(handover_id), {"force": True})
+        return await _thread_view(request, error=FORCE_REFUSED, status=403)
     try:
         if action == "take":
-            await desk.take(handover_id, user, force=data.get("force") == "1")
+            await desk.take(handover_id, user, force=force)
         elif action == "reply":
             if not text:
                 raise HandoverError("empty_reply", "Bạn chưa viết nội dung trả lời.")
@@ -82,14 +91,14 @@ async def thread_action(request: web.Request) -> web.StreamResponse:
                                     f"Tin trả lời dài quá {MAX_REPLY_CHARS} ký tự.")
             await desk.reply(handover_id, user, text)
         elif action == "close":
-            await desk.close(handover_id, user, force=data.get("force") == "1")
+            await desk.close(handover_id, user, force=force)
         else:
             raise HandoverError("bad_action", "Thao tác không hợp lệ.")
     except HandoverError as exc:
         return await _thread_view(request, error=exc.message, draft=text,
                                   status=exc.status)
-    await record(request, f"handover.{action}", str(handover_id),
-                 {"chars": len(text)} if action == "reply" else None)
+    detail = {"chars": len(text)} if action == "reply" else {"force": True} if force else None
+    await record(request, f"handover.{action}", str(handover_id), detail)
     raise redirect(f"{PREFIX}/handover/{handover_id}")
 
 

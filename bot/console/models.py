@@ -7,7 +7,7 @@ whose hash is stored.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Index, Integer, String, Text
 
 from bot.catalog.models import Base
 
@@ -25,6 +25,8 @@ class Operator(Base):
     role = Column(String(16), nullable=False)  # one of ROLES
     password_hash = Column(Text, nullable=False)  # argon2id
     active = Column(Boolean, nullable=False, default=True)
+    # No longer read: the per-account lock-out became `LoginFailure` rows (issue 18). Kept
+    # because a migration must not remove what the previous release still writes.
     failed_logins = Column(Integer, nullable=False, default=0)
     locked_until = Column(DateTime)
     created_at = Column(DateTime, nullable=False)
@@ -44,6 +46,24 @@ class OperatorSession(Base):
     created_at = Column(DateTime, nullable=False)
     last_seen_at = Column(DateTime, nullable=False)
     expires_at = Column(DateTime, nullable=False)
+
+
+class LoginFailure(Base):
+    """One failed console login: the name typed (normalised; "" when not a valid name), the
+    client address and when. The login throttle counts these rows over a sliding window
+    (bot/console/accounts.py), so every gateway replica sharing the database sees the same
+    counts; rows older than the window are deleted by the next attempt."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_address_at", "address", "at"),
+        Index("ix_login_failures_username_at", "username", "at"),
+    )
+
+    id = Column(Integer, primary_key=True)
+    at = Column(DateTime, nullable=False, index=True)
+    username = Column(String(64), nullable=False)
+    address = Column(String(64), nullable=False)
 
 
 class AuditEntry(Base):

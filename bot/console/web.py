@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from bot.catalog.db import session_scope
 from bot.config import Settings
-from bot.console.accounts import LoggedIn, session_for
+from bot.console.accounts import WINDOW_MINUTES, LoggedIn, session_for
 from bot.console.conversations import VIETNAM
 
 T = TypeVar("T")
@@ -41,6 +41,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 SETTINGS_KEY = web.AppKey("console_settings", Settings)
 JINJA_KEY = web.AppKey("console_jinja", jinja2.Environment)
+# Bounds this process's concurrent argon2 verifications (accounts.verify_bounded).
+LOGIN_GATE_KEY = web.AppKey("console_login_gate", asyncio.Semaphore)
 USER_KEY = "console_user"
 
 # What each role may do. Agents answer citizens; trainers keep the NLU and the catalog good;
@@ -49,12 +51,17 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "dashboard": frozenset({"admin", "trainer", "agent"}),
     "conversations.read": frozenset({"admin", "trainer", "agent"}),
     "handover": frozenset({"admin", "trainer", "agent"}),
+    # Taking over or closing a conversation another operator holds (`force`): admins only,
+    # so an agent cannot cut a colleague off a citizen in mid-conversation.
+    "handover.force": frozenset({"admin"}),
     "nlu.correct": frozenset({"admin", "trainer"}),
     "model.train": frozenset({"admin", "trainer"}),
     "model.activate": frozenset({"admin", "trainer"}),
     "catalog.edit": frozenset({"admin", "trainer"}),
     "operators": frozenset({"admin"}),
     "audit.read": frozenset({"admin"}),
+    # Zalo dead letters: retrying re-sends to a citizen, discarding drops their message.
+    "zalo.dead_letters": frozenset({"admin"}),
 }
 
 ROLE_LABELS = {"admin": "Quản trị", "trainer": "Huấn luyện", "agent": "Cán bộ hỗ trợ"}
@@ -135,11 +142,12 @@ async def record(request: web.Request, action: str, target: str,
 
 def render(request: web.Request, template: str, status: int = 200,
            **ctx: Any) -> web.Response:
+    """A page; `problem` in `ctx` overrides the text chosen by the query's `err` code."""
     user = request.get(USER_KEY)
+    ctx.setdefault("problem", PROBLEMS.get(request.query.get("err", "")))
     html = request.app[JINJA_KEY].get_template(template).render(
         user=user, csrf=user.csrf_token if user else "", path=request.path,
-        notice=NOTICES.get(request.query.get("ok", "")),
-        problem=PROBLEMS.get(request.query.get("err", "")), **ctx)
+        notice=NOTICES.get(request.query.get("ok", "")), **ctx)
     resp = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["Content-Security-Policy"] = (
@@ -158,6 +166,9 @@ NOTICES = {
 }
 PROBLEMS = {
     "login": "Tên đăng nhập hoặc mật khẩu không đúng, hoặc tài khoản đang bị khóa tạm thời.",
+    "throttled": "Có quá nhiều lần đăng nhập không thành công. Vì an toàn, bạn hãy thử lại sau "
+                 f"khoảng {WINDOW_MINUTES} phút; nếu quên mật khẩu, hãy nhờ quản trị viên đặt "
+                 "lại.",
     "csrf": "Biểu mẫu đã hết hạn. Bạn tải lại trang rồi thử lại.",
 }
 
@@ -216,9 +227,11 @@ def guarded(permission: str) -> Callable[[Handler], Handler]:
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def guard(request: web.Request) -> web.StreamResponse:
-            hours = request.app[SETTINGS_KEY].console_session_hours
+            settings = request.app[SETTINGS_KEY]
+            hours, most = settings.console_session_hours, settings.console_session_max_hours
             token = request.cookies.get(COOKIE)
-            user = await db(request, lambda s: session_for(s, token, hours)) if token else None
+            user = await db(request, lambda s: session_for(s, token, hours, most)) \
+                if token else None
             if user is None:
                 if wants_json(request) or request.method != "GET":
                     raise web.HTTPUnauthorized(text="Cần đăng nhập.")

@@ -25,7 +25,13 @@ from sqlalchemy import text as sql_text
 
 from bot.catalog.db import session_scope
 from bot.catalog.live_index import LiveIndex
-from bot.client_address import Networks, client_address, parse_networks
+from bot.client_address import (
+    CLIENT_METADATA_KEY,
+    Networks,
+    client_address,
+    client_key,
+    parse_networks,
+)
 from bot.config import Settings
 from bot.gateway.errors import (
     ApiError,
@@ -39,7 +45,7 @@ from bot.gateway.errors import (
 from bot.gateway.fees import fees_ctx, procedure_fees
 from bot.gateway.rasa_client import HEALTH_TIMEOUT, RasaClient, RasaUnavailable
 from bot.gateway.validation import chat_text, json_object, utf8_len
-from bot.gateway.widget import LIMITS_KEY, cors_middleware, stamp
+from bot.gateway.widget import HEALTH, LIMITS_KEY, SEARCH, cors_middleware, stamp
 from bot.gateway.widget import add_routes as add_widget_routes
 from bot.handover.desk import HANDOVER_KEY
 from bot.status.codes import DASHES
@@ -109,9 +115,10 @@ def for_log(value: str) -> str:
     return masked
 
 
-# Characters a masked span (receipt code, citizen ID, phone number) may hold. A long path is
-# cut for the log after the last other character, so that no span is cut in two.
-_SPAN_CHARS_RE = re.compile(rf"[0-9A-Za-z.+\s\d{re.escape(DASHES)}]*")
+# Characters a masked span (receipt code, citizen ID, phone number, e-mail address) may
+# hold. A long path is cut for the log after the last other character, so that no span is
+# cut in two.
+_SPAN_CHARS_RE = re.compile(rf"[0-9A-Za-z.+@_%()\s\d{re.escape(DASHES)}]*")
 
 
 def path_for_log(path: str) -> str:
@@ -214,12 +221,14 @@ async def chat(request: web.Request) -> web.Response:
         return json_response({"messages": [m.public() for m in routed.notes],
                               "handover": routed.state.public()})
 
-    # Only the widget and the web page talk REST; a client cannot claim to be Zalo.
+    # Only the widget and the web page talk REST; a client cannot claim to be Zalo, nor
+    # name its own address (the action server limits status look-ups per client).
     channel = "widget" if metadata.get("channel") == "widget" else "web"
     started = time.monotonic()
     try:
         messages = await request.app[RASA_KEY].send(
-            sender, text, {**metadata, "channel": channel}
+            sender, text, {**metadata, "channel": channel,
+                           CLIENT_METADATA_KEY: client_key(request.remote)}
         )
     except RasaUnavailable as exc:
         log.warning("assistant unavailable for sender=%r: %s", for_log(sender), exc)
@@ -272,6 +281,7 @@ def _search_params(query: Any) -> tuple[str, int]:
 
 async def search_procedures(request: web.Request) -> web.Response:
     """GET /api/v1/procedures/search: accent- and typo-tolerant catalog lookup."""
+    request.app[LIMITS_KEY].check_route(SEARCH, request.remote)
     q, limit = _search_params(request.query)
     state = request.app[CATALOG_KEY]
     if state.index is None:
@@ -335,8 +345,13 @@ async def _guarded(name: str, check: Awaitable[tuple[bool, str]]) -> dict[str, A
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """GET /healthz: Rasa, action server and database, probed concurrently."""
+    """GET /healthz: Rasa, action server and database, probed concurrently.
+
+    Limited per address like every public route: each call costs a database query and
+    two HTTP probes, so it would otherwise be the cheapest way to load the whole stack.
+    """
     app = request.app
+    app[LIMITS_KEY].check_route(HEALTH, request.remote)
     rasa = app[RASA_KEY]
     names = ("rasa", "actions", "database")
     results = await asyncio.gather(
@@ -444,7 +459,11 @@ class MaskingAccessLogger(AbstractAccessLogger):
 
 
 def run_gateway(settings: Settings) -> None:
-    """Serve the gateway until interrupted (blocking)."""
+    """Serve the gateway until interrupted (blocking).
+
+    On SIGTERM/SIGINT aiohttp stops accepting and lets requests in flight finish for up to
+    the time a chat turn may wait for Rasa: a message accepted before the stop is answered.
+    """
     logging.basicConfig(
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -454,4 +473,5 @@ def run_gateway(settings: Settings) -> None:
         host=settings.bot_host,
         port=settings.bot_port,
         access_log_class=MaskingAccessLogger,
+        shutdown_timeout=settings.rasa_timeout + 2,
     )

@@ -23,6 +23,7 @@ from bot.fees.rules import CHANNEL_INPUT, COUNCIL
 from bot.fees.service import FeeBook, FeeInputError, LiveFeeBook, parse_day, parse_province
 from bot.fees.situations import SITUATIONS
 from bot.gateway.errors import ApiError, json_response
+from bot.gateway.widget import LIMITS_KEY, SEARCH
 
 log = logging.getLogger("bot.gateway")
 
@@ -96,7 +97,11 @@ def _decide(settings: Settings, book: FeeBook, code: str, channels: list[str] | 
 
 
 async def procedure_fees(request: web.Request) -> web.Response:
-    """The fee of one procedure per channel, as `bot fees explain --json` prints it."""
+    """The fee of one procedure per channel, as `bot fees explain --json` prints it.
+
+    Shares the search bucket per client address: both read the catalog for anyone.
+    """
+    request.app[LIMITS_KEY].check_route(SEARCH, request.remote)
     state = request.app[FEES_KEY]
     settings = state.settings
     if state.book is None:

@@ -7,7 +7,9 @@
 * Embedding origins: an allow-list (`ALLOWED_ORIGINS`) checked on every `/api/` request that
   carries an `Origin` header (CORS for fetch, the Origin check for WebSockets).
 * Rate limits per session and per client address: the session id comes from the browser,
-  so it is trusted for conversation continuity only, never as the sole limit.
+  so it is trusted for conversation continuity only, never as the sole limit. The other
+  public routes (search and fees, hand-over polling, /healthz) have a bucket per address
+  each (`Limits.check_route`), and open WebSockets are capped per address (`SocketCap`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy import select
 
 from bot.catalog.db import session_scope
 from bot.catalog.models import Feedback
+from bot.client_address import CLIENT_METADATA_KEY, bucket, client_key
 from bot.config import Settings
 from bot.gateway.errors import ApiError, error_response, json_response, read_body
 from bot.gateway.rasa_client import BotMessage, RasaClient, RasaUnavailable
@@ -117,24 +120,80 @@ class RateLimiter:
             del self._events[key]
 
 
-class Limits:
-    """The per-session and per-address limiters of one gateway."""
+# Route families limited per client address (besides chat messages): each its own bucket,
+# so polling for staff replies never uses up what a citizen needs to search, and a probe
+# hammering /healthz never blocks a chat.
+SEARCH, POLL, HEALTH = "search", "poll", "health"
+TOO_FAST = "Bạn thao tác nhanh quá, vui lòng chờ một chút rồi thử lại nhé."
 
-    def __init__(self, per_session: int, per_address: int) -> None:
+
+class Limits:
+    """The per-session and per-address limiters of one gateway.
+
+    Address buckets are keyed by `bucket(address)`: the client's own address (the gateway's
+    first middleware reads it from a trusted proxy's X-Forwarded-For), an IPv6 client's /64.
+    """
+
+    def __init__(self, per_session: int, per_address: int,
+                 routes: dict[str, int] | None = None) -> None:
         self.session = RateLimiter(per_session)
         self.address = RateLimiter(per_address)
+        self.routes = {family: RateLimiter(n) for family, n in (routes or {}).items()}
 
     def check(self, session: str, address: str | None) -> None:
         """Count one message; ApiError 429 with a Vietnamese message when over a limit."""
-        if not self.address.allow(address or "?") or not self.session.allow(session):
+        if not self.address.allow(bucket(address)) or not self.session.allow(session):
             # Retry-After: an upper bound (one window); HTTP clients and proxies honour it.
             raise ApiError(429, "rate_limited", "Bạn gửi nhanh quá, vui lòng chờ một chút "
                                                 "rồi gửi tiếp nhé.",
                            headers={"Retry-After": str(int(self.session.window))})
 
+    def check_route(self, family: str, address: str | None) -> None:
+        """Count one request of a route family (SEARCH, POLL, HEALTH) for the client's
+        address; ApiError 429 with Retry-After when over its limit. Called first in the
+        handler, so malformed requests count too."""
+        limiter = self.routes.get(family)
+        if limiter is not None and not limiter.allow(bucket(address)):
+            raise ApiError(429, "rate_limited", TOO_FAST,
+                           headers={"Retry-After": str(int(limiter.window))})
+
+
+class SocketCap:
+    """At most `per_address` WebSocket chats open at once per client address (0: no cap).
+
+    A socket holds a coroutine, buffers and a heartbeat for as long as the client wants;
+    without a cap one address could open thousands. Counted from before the handshake until
+    the handler ends, whatever ends it (close, error, cancellation).
+    """
+
+    def __init__(self, per_address: int) -> None:
+        self.per_address = per_address
+        self._open: dict[str, int] = {}
+
+    def acquire(self, key: str) -> bool:
+        if self.per_address <= 0:
+            return True
+        if self._open.get(key, 0) >= self.per_address:
+            return False
+        self._open[key] = self._open.get(key, 0) + 1
+        return True
+
+    def release(self, key: str) -> None:
+        if self.per_address <= 0:
+            return
+        left = self._open.get(key, 0) - 1
+        if left > 0:
+            self._open[key] = left
+        else:
+            self._open.pop(key, None)  # idle addresses leave no trace
+
+    def open_count(self, key: str) -> int:
+        return self._open.get(key, 0)
+
 
 ORIGINS_KEY = web.AppKey("origins", OriginPolicy)
 LIMITS_KEY = web.AppKey("limits", Limits)
+SOCKET_CAP_KEY = web.AppKey("socket_cap", SocketCap)
 SOCKETS_KEY = web.AppKey("sockets", weakref.WeakSet)
 
 
@@ -205,6 +264,21 @@ def make_ws_handler(settings: Settings, rasa_key: web.AppKey,
         if not SESSION_RE.fullmatch(session) or session.startswith("zalo-"):
             raise ApiError(422, "invalid_field",
                            "Tham số 'session' cần 8–64 ký tự chữ, số, '-' hoặc '_'.")
+        # Refused before the handshake (the widget then chats over REST); the slot is given
+        # back however the socket ends.
+        cap, key = request.app[SOCKET_CAP_KEY], bucket(request.remote)
+        if not cap.acquire(key):
+            log.info("websocket refused: %d open from one address", cap.per_address)
+            raise ApiError(429, "too_many_connections",
+                           "Đang có quá nhiều cửa sổ trò chuyện mở từ địa chỉ mạng của bạn. "
+                           "Bạn vui lòng đóng bớt rồi thử lại nhé.",
+                           headers={"Retry-After": "60"})
+        try:
+            return await _serve(request, session)
+        finally:
+            cap.release(key)
+
+    async def _serve(request: web.Request, session: str) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=settings.max_message_bytes * 4)
         await ws.prepare(request)
         request.app[SOCKETS_KEY].add(ws)
@@ -244,7 +318,8 @@ def make_ws_handler(settings: Settings, rasa_key: web.AppKey,
                 continue
             await ws.send_json({"type": "typing", "on": True})
             try:
-                messages = await rasa.send(session, text, {"channel": "widget"})
+                messages = await rasa.send(session, text, {
+                    "channel": "widget", CLIENT_METADATA_KEY: client_key(request.remote)})
             except RasaUnavailable as exc:
                 log.warning("assistant unavailable (ws): %s", exc)
                 await ws.send_json({"type": "typing", "on": False})
@@ -338,7 +413,11 @@ def add_routes(app: web.Application, settings: Settings, rasa_key: web.AppKey,
     """Wire the widget's routes and state into the gateway app."""
     app[ORIGINS_KEY] = OriginPolicy(settings.allowed_origins)
     app[LIMITS_KEY] = Limits(settings.rate_limit_per_minute,
-                             settings.rate_limit_address_per_minute)
+                             settings.rate_limit_address_per_minute,
+                             {SEARCH: settings.rate_limit_search_per_minute,
+                              POLL: settings.rate_limit_poll_per_minute,
+                              HEALTH: settings.rate_limit_health_per_minute})
+    app[SOCKET_CAP_KEY] = SocketCap(settings.websockets_per_address)
     app[SOCKETS_KEY] = weakref.WeakSet()
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/api/v1/ws", make_ws_handler(settings, rasa_key, apology))

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from bot.catalog.db import session_scope
 from bot.catalog.models import CatalogCounter, ZaloOutbox
 from bot.channels.zalo.client import mask_user_id
+from bot.channels.zalo.queue import GIVEN_UP as ZALO_GIVEN_UP
 from bot.handover import texts
 from bot.handover.delivery import enqueue_zalo
 from bot.handover.hours import WorkingHours
@@ -232,7 +233,7 @@ def _message(m: HandoverMessage, outbox: tuple[str, datetime | None] | None = No
             status, sent_at = outbox
             if status == "sent":
                 delivery, delivered = "delivered", delivered or sent_at
-            elif status == "undeliverable":
+            elif status in ZALO_GIVEN_UP:  # undeliverable, or a dead letter
                 delivery = "failed"
     return MessageView(id=m.id, handover_id=m.handover_id, author=m.author, agent=m.agent,
                        text=m.text, created_at=_aware(m.created_at),

@@ -7,6 +7,10 @@
 * ``POST /api/v1/handover/cancel {"session": ID}`` → ``{"handover": null}``: the citizen
   goes back to the assistant (the widget's "Quay lại trợ lý ảo").
 
+Both are for widget and REST conversations only: a ``zalo-…`` id is another channel's
+conversation (whoever knows a Zalo user id must not close that citizen's hand-over nor read
+its state), refused with 422 as the chat API and the WebSocket refuse it.
+
 Imported by `create_app` only (it uses the gateway's helpers, and the gateway imports it).
 """
 
@@ -19,21 +23,27 @@ from aiohttp import web
 from bot.config import Settings
 from bot.gateway.errors import ApiError, json_response, read_body
 from bot.gateway.validation import json_object
-from bot.gateway.widget import LIMITS_KEY, SESSION_RE
+from bot.gateway.widget import LIMITS_KEY, POLL, SESSION_RE
 from bot.handover.desk import HANDOVER_KEY, HandoverDesk
 
 MAX_CURSOR = 10**15
 
 
 def _session(value: object) -> str:
+    """A widget/REST session id; a Zalo conversation's id is refused (see the docstring)."""
     if not isinstance(value, str) or not SESSION_RE.fullmatch(value):
         raise ApiError(422, "invalid_field",
                        "Tham số 'session' cần 8–64 ký tự chữ, số, '-' hoặc '_'.")
+    if value.startswith("zalo-"):
+        raise ApiError(422, "invalid_field",
+                       "Tham số 'session' không được bắt đầu bằng 'zalo-': cuộc trò chuyện "
+                       "qua Zalo chỉ được điều khiển từ Zalo.")
     return value
 
 
 async def pull_messages(request: web.Request) -> web.Response:
     """GET /api/v1/messages?session=…&after=…: staff messages the client has not seen."""
+    request.app[LIMITS_KEY].check_route(POLL, request.remote)
     session = _session(request.query.get("session"))
     raw = request.query.get("after", "0")
     if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_CURSOR:

@@ -71,5 +71,8 @@ def check_status_settings(settings: Settings) -> None:
     make_source(settings)
     matcher_for(settings.receipt_code_patterns)
     calendar_for(settings.work_calendar)
-    if settings.status_lookup_limit < 0 or settings.status_lookup_window < 0:
-        raise StatusConfigError("STATUS_LOOKUP_LIMIT và STATUS_LOOKUP_WINDOW_MINUTES không được âm")
+    if min(settings.status_lookup_limit, settings.status_lookup_window,
+           settings.status_lookup_address_limit, settings.status_lookup_global_limit) < 0:
+        raise StatusConfigError("STATUS_LOOKUP_LIMIT, STATUS_LOOKUP_WINDOW_MINUTES, "
+                                "STATUS_LOOKUP_ADDRESS_LIMIT và STATUS_LOOKUP_GLOBAL_LIMIT "
+                                "không được âm")

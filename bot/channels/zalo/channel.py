@@ -6,6 +6,11 @@ another sends them through the OA API and marks them sent. Both resume from the 
 after a restart or an outage (see queue.py). Delivery is at-least-once: a crash in the
 instant between Zalo accepting a reply and the database recording it would resend that one
 reply; every other failure is retried without duplicates.
+
+Every event and every reply is handled on its own: one that keeps failing (a bug on one
+message, a reply Zalo keeps refusing) is retried with backoff and then set aside as a dead
+letter (queue.py), while the others keep flowing; a failed answering round does not keep the
+replies already queued from going out.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ import logging
 import os
 import socket
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -37,12 +45,14 @@ from bot.gateway.rasa_client import RasaClient, RasaUnavailable
 from bot.gateway.validation import too_long_message
 from bot.handover import texts as handover_texts
 from bot.handover.desk import HANDOVER_KEY, HandoverDesk
+from bot.text import mask_pii
 
 log = logging.getLogger("bot.gateway.zalo")
 
 MAX_EVENT_BYTES = 64 * 1024
 MARK_SENT_ATTEMPTS = 6  # about 15 s of retries before the round fails (and resends)
 POLL_SECONDS = 1.0  # how often the workers look for retries that have come due
+EVENTS_PER_ROUND = 50  # then the round delivers what it queued; the next one goes on
 LIST_TITLE = "Bạn chọn một mục bên dưới nhé"
 
 
@@ -63,6 +73,13 @@ class ZaloChannel:
     @property
     def url(self) -> str:
         return self.settings.database_url
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        """When a failing event or reply becomes a dead letter (queue.event_failed,
+        queue.mark_failed): ZALO_MAX_ATTEMPTS tries, or ZALO_MAX_AGE_HOURS after it came."""
+        return {"max_attempts": self.settings.zalo_max_attempts,
+                "max_age": timedelta(hours=self.settings.zalo_max_age_hours)}
 
 
 ZALO_KEY = web.AppKey("zalo", ZaloChannel)
@@ -181,16 +198,37 @@ async def _answer(channel: ZaloChannel, event: ZaloEvent, inbox_id: int | None =
                                                "câu này. Bạn hỏi lại giúp mình nhé."})]
 
 
+def describe(exc: BaseException) -> str:
+    """A failure as the dead-letter list and the log show it: the exception's type, message
+    and where it was raised (enough to find the bug), personal data masked (a message may
+    quote the citizen)."""
+    where = ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})"
+    return mask_pii(f"{type(exc).__name__}: {exc}{where}")[:queue.ERROR_CHARS]
+
+
 async def process_inbox(channel: ZaloChannel) -> int:
-    """Answer the stored events that have no replies yet; returns how many were done."""
-    done = 0
+    """Answer the stored events that are due; returns how many were done.
+
+    Each event is handled on its own (`_process_event`): one that fails is recorded for a
+    retry and the others go on; only the assistant being unavailable ends the round (every
+    event would fail the same way). A user's events are answered in order: while one waits
+    for a retry, the user's later ones wait too.
+    """
+    done = tried = 0
     held: list[str] = []
     skipped: set[str] = set()  # users another worker holds, or that must wait (order)
     try:
-        for inbox_id, user_id, raw in await asyncio.to_thread(queue.unprocessed_by_user,
-                                                              channel.url):
-            key = user_id or ""
+        for item in await asyncio.to_thread(queue.pending_events, channel.url):
+            key = item.user_id or ""
             if key in skipped:
+                continue
+            if tried >= EVENTS_PER_ROUND:
+                break
+            if not item.due:
+                skipped.add(key)
                 continue
             # Several gateways may run this worker: a user's events are answered only by
             # the worker holding that user's lease, one at a time and in order.
@@ -199,24 +237,57 @@ async def process_inbox(channel: ZaloChannel) -> int:
                 continue
             if key not in held:
                 held.append(key)
-            if not await asyncio.to_thread(queue.still_unprocessed, channel.url, inbox_id):
-                continue  # another worker answered it after our list was read
-            try:
-                event = parse_event(json.loads(raw))
-            except (ValueError, RecursionError):
-                event = parse_event(None)
-            try:
-                replies = await _answer(channel, event, inbox_id)
-            except RasaUnavailable as exc:
-                log.warning("zalo: assistant unavailable, event %d stays queued: %s",
-                            inbox_id, exc)
+            raw = await asyncio.to_thread(queue.event_to_process, channel.url, item.id)
+            if raw is None:  # another worker answered it, or failed it, after our list
+                skipped.add(key)
+                continue
+            tried += 1
+            outcome = await _process_event(channel, item, raw)
+            if outcome == "unavailable":
                 break  # keep order; the next round retries
-            if await asyncio.to_thread(queue.complete, channel.url, inbox_id, event.user_id,
-                                       replies):
+            if outcome == "done":
                 done += 1
+            elif outcome == "failed":
+                skipped.add(key)  # retried later; a dead letter no longer holds the user
     finally:
         await asyncio.to_thread(queue.release, channel.url, channel.owner, held)
     return done
+
+
+async def _process_event(channel: ZaloChannel, item: queue.PendingEvent, raw: str) -> str:
+    """Answer one event and queue its replies: "done", "raced" (another worker did it),
+    "failed" (recorded, retried later), "dead" (recorded, given up: a dead letter) or
+    "unavailable" (the assistant is down: not the event's fault, so no attempt is counted;
+    only the age limit applies)."""
+    try:
+        event = parse_event(json.loads(raw))
+    except (ValueError, RecursionError):
+        event = parse_event(None)
+    who = mask_user_id(item.user_id or "")
+    try:
+        replies = await _answer(channel, event, item.id)
+        if await asyncio.to_thread(queue.complete, channel.url, item.id, event.user_id,
+                                   replies):
+            return "done"
+        return "raced"
+    except RasaUnavailable as exc:
+        log.warning("zalo: assistant unavailable, event %d stays queued: %s", item.id, exc)
+        if queue.utcnow() - item.since >= channel.limits["max_age"]:
+            await asyncio.to_thread(queue.event_failed, channel.url, item.id, describe(exc),
+                                    count=False, **channel.limits)
+            log.error("zalo: event %d of %s waited too long for the assistant: dead letter",
+                      item.id, who)
+        return "unavailable"
+    except Exception as exc:  # noqa: BLE001 - one event's failure must not stop the others
+        error = describe(exc)
+        dead = await asyncio.to_thread(queue.event_failed, channel.url, item.id, error,
+                                       **channel.limits)
+        if dead:
+            log.error("zalo: event %d of %s failed for good, now a dead letter: %s",
+                      item.id, who, error)
+            return "dead"
+        log.warning("zalo: event %d of %s failed, retried later: %s", item.id, who, error)
+        return "failed"
 
 
 async def _send(channel: ZaloChannel, item: queue.Outgoing) -> SendResult:
@@ -268,18 +339,40 @@ async def deliver(channel: ZaloChannel) -> int:
 
 
 async def _deliver_one(channel: ZaloChannel, item: queue.Outgoing) -> int:
-    """Send one due reply and record the outcome; 1 when Zalo accepted it."""
-    result = await _send(channel, item)
+    """Send one due reply and record the outcome; 1 when Zalo accepted it.
+
+    A reply that cannot even be sent (our own error) is a failed try like a refusal by
+    Zalo: retried, then a dead letter, never a round that fails for every reply behind it.
+    """
+    try:
+        result = await _send(channel, item)
+    except Exception as exc:  # noqa: BLE001 - one reply's failure must not stop the others
+        result = SendResult(False, False, None, describe(exc))
     if result.ok:
         await _record_sent(channel.url, item.id, result.message_id)
         return 1
-    retry_in = min(300.0, 2.0 ** item.attempts)
+    status = await asyncio.to_thread(
+        queue.mark_failed, channel.url, item.id, result.permanent,
+        f"{result.code}: {result.message}", queue.retry_delay(item.attempts + 1),
+        **channel.limits)
     log.warning("zalo: reply %d to %s not sent (%s %s)%s", item.id,
                 mask_user_id(item.user_id), result.code, result.message,
-                "" if not result.permanent else ", given up")
-    await asyncio.to_thread(queue.mark_failed, channel.url, item.id, result.permanent,
-                            f"{result.code}: {result.message}", retry_in)
+                {"undeliverable": ", given up", "dead": ", given up: dead letter"}.get(status, ""))
     return 0
+
+
+async def run_round(channel: ZaloChannel) -> bool:
+    """Answer, then deliver, each step on its own: a failed answering round (the database
+    briefly away, a bug) must not keep the replies already queued from going out. False
+    when a step failed (logged)."""
+    ok = True
+    for step in (process_inbox, deliver):
+        try:
+            await step(channel)
+        except Exception:  # a bug or a database hiccup must not stop the channel
+            log.exception("zalo worker: %s failed; retrying", step.__name__)
+            ok = False
+    return ok
 
 
 async def _worker(channel: ZaloChannel) -> None:
@@ -288,13 +381,7 @@ async def _worker(channel: ZaloChannel) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(channel.wake.wait(), POLL_SECONDS)
         channel.wake.clear()
-        try:
-            await process_inbox(channel)
-            await deliver(channel)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a bug or a database hiccup must not stop the channel
-            log.exception("zalo worker round failed; retrying")
+        if not await run_round(channel):
             await asyncio.sleep(POLL_SECONDS)
 
 
