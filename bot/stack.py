@@ -229,8 +229,10 @@ def _die_with_parent() -> Any:
     """A `preexec_fn` that makes the child receive SIGTERM when `bot run` dies, however it
     dies (SIGKILL, OOM): children run in their own sessions (Ctrl-C reaches the parent only),
     so without this they would outlive it and hold the ports. Linux only (prctl); elsewhere
-    nothing is done. The libc handle is loaded before forking, since a forked child of a
-    threaded parent must do as little as possible."""
+    nothing is done. The signal comes when the *thread* that started the child ends, so
+    services are started and supervised from a thread that lasts (`bot run`: the main one).
+    The libc handle is loaded before forking: a forked child of a threaded parent must do as
+    little as possible."""
     if not sys.platform.startswith("linux"):
         return None
     try:

@@ -235,8 +235,10 @@ def test_bot_run_serves_and_stops_cleanly_on_sigterm(trained, tmp_path) -> None:
     assert "Xin lỗi" not in body["messages"][0]["text"]  # a real answer, not the apology
     assert not [pid for pid in children if running(pid)]
     for p in (port, int(env["RASA_PORT"]), int(env["ACTIONS_PORT"])):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", p))  # free again
+        with socket.socket() as sock:  # free again: a server could listen there (a closed
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # connection's
+            sock.bind(("127.0.0.1", p))  # TIME_WAIT does not stop a server, a listener does
+            sock.listen()
 
 
 def test_rasa_down_gives_apology_and_503(stack: Stack) -> None:
