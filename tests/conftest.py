@@ -110,6 +110,16 @@ def own_stack(trained, name: str, **env: str) -> Iterator[Any]:  # noqa: ANN001
         st.stop()
 
 
+@pytest.fixture(scope="session")
+def shared_stack(trained) -> Iterator[Any]:  # noqa: ANN001
+    """One running stack on default settings for every module that only talks to it (no
+    stopped parts, no settings of its own): each start costs about 30-60 s of CI. The
+    per-address limit is off since those modules all chat from 127.0.0.1 within minutes;
+    per-conversation limits stay as configured."""
+    with own_stack(trained, "shared", RATE_LIMIT_ADDRESS_PER_MINUTE="0") as st:
+        yield st
+
+
 @contextmanager
 def throwaway_postgres(prefix: str) -> Iterator[str]:
     """A new PostgreSQL database on this machine's server (DATABASE_ADMIN_URL), dropped

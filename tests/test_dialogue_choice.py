@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
 from bot.stack import Stack
-from tests.conftest import own_stack
 
 pytestmark = pytest.mark.integration
 
@@ -32,10 +30,9 @@ NONE_PAYLOAD = "/none_of_these"
 
 
 @pytest.fixture(scope="module")
-def stack(trained) -> Iterator[Stack]:
-    """A stack of its own (see tests.conftest.own_stack)."""
-    with own_stack(trained, "dialogue-choice") as st:
-        yield st
+def stack(shared_stack: Stack) -> Stack:
+    """The session's shared stack (tests.conftest.shared_stack)."""
+    return shared_stack
 
 
 def chat(st: Stack, sender: str, text: str) -> tuple[str, list[dict[str, str]]]:

@@ -1,10 +1,9 @@
-"""`bot eval dialogue` against the real stack: action server, Rasa and gateway of their own
-(tests/conftest.py `own_stack`), on a small question file this test writes itself."""
+"""`bot eval dialogue` against the real stack: action server, Rasa and gateway (the
+session's shared stack, tests/conftest.py), on a small question file this test writes."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,14 @@ from bot import eval_dialogue as ed
 from bot.catalog.db import session_scope
 from bot.catalog.models import Procedure
 from bot.text import fold
-from tests.conftest import own_stack
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def gateway(trained) -> Iterator[str]:  # noqa: ANN001
-    with own_stack(trained, "eval-dialogue") as st:
-        yield f"http://{st.settings.bot_host}:{st.settings.bot_port}"
+def gateway(shared_stack) -> str:  # noqa: ANN001
+    st = shared_stack
+    return f"http://{st.settings.bot_host}:{st.settings.bot_port}"
 
 
 def seed_codes(database_url: str, short_name: str) -> list[str]:

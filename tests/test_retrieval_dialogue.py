@@ -11,23 +11,20 @@ import json
 import re
 import time
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
 from bot.aspects import HEADINGS
 from bot.faq import load_faq
 from bot.stack import Stack
-from tests.conftest import own_stack
 from tests.test_integration import code_of
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def stack(trained) -> Iterator[Stack]:
-    with own_stack(trained, "retrieval") as st:
-        yield st
+def stack(shared_stack: Stack) -> Stack:
+    return shared_stack
 
 
 @pytest.fixture(scope="module")

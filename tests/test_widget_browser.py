@@ -21,7 +21,7 @@ import pytest
 from bot.catalog.db import session_scope
 from bot.catalog.models import Feedback
 from bot.stack import Stack
-from tests.conftest import free_port, own_stack
+from tests.conftest import free_port
 from tests.widget_page import TIMEOUT, Widget, chromium
 
 pytestmark = pytest.mark.integration
@@ -31,10 +31,9 @@ SHOTS = ROOT / "var" / "screenshots"
 
 
 @pytest.fixture(scope="module")
-def stack(trained) -> Iterator[Stack]:
-    """A stack of its own (see tests.conftest.own_stack)."""
-    with own_stack(trained, "widget") as st:
-        yield st
+def stack(shared_stack: Stack) -> Stack:
+    """The session's shared stack (tests.conftest.shared_stack)."""
+    return shared_stack
 
 
 @pytest.fixture(scope="module")
