@@ -6,12 +6,14 @@
 #                    --endpoints /app/deploy/endpoints.production.yml --credentials \
 #                    /app/credentials.yml --port 5005 --interface 0.0.0.0
 #   migrations     python -m bot db upgrade --catalog                     (once, before a release)
-# Rasa replicas must be started through bot.rasa_runtime (it patches Rasa), never `rasa run`.
+# Rasa replicas must be started through bot.rasa_runtime (it patches Rasa, and hands Rasa's
+# --auth-token the RASA_TOKEN of the environment: it refuses --enable-api without one), never
+# `rasa run`.
 #
 # No model is baked in: models live in /app/models, a volume (docker-compose.yml) or a
 # persistent volume claim (deploy/k8s). No secret is baked in: configuration comes from the
 # environment at run time. No HEALTHCHECK: compose and Kubernetes probe the services
-# themselves (gateway GET /healthz, Rasa GET /status, action server GET /health).
+# themselves (gateway GET /healthz, Rasa GET /status?token=…, action server GET /health).
 #
 # uv.lock is resolved for linux/x86_64 only (pyproject.toml [tool.uv] environments): build
 # with --platform linux/amd64 on other machines.

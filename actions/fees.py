@@ -53,7 +53,7 @@ def get_book() -> FeeBook:
         if _BOOK is None:
             settings = Settings.from_env()
             _BOOK = LiveFeeBook(settings.fee_overrides_dir, settings.catalog_refresh,
-                                strict=False)
+                                strict=False, database_url=settings.database_url)
         return _BOOK.get()
 
 

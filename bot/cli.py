@@ -458,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.console.cli import add_parser as add_operator_parser
 
     add_operator_parser(sub)
+    from bot.console.nlu_cli import add_parser as add_nlu_parser
+
+    add_nlu_parser(sub)
     from bot.bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
@@ -467,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.migrations.cli import add_parser as add_db_parser
 
     add_db_parser(sub)
+    from bot.retention.cli import add_parser as add_retention_parser
+
+    add_retention_parser(sub)
     return p
 
 

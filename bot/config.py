@@ -7,9 +7,10 @@ and so that tests can build a `Settings` for their own ports without touching `o
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 _N = TypeVar("_N", int, float)
@@ -43,6 +44,18 @@ def _at_least(name: str, value: _N, low: _N) -> _N:
     return value
 
 
+TRAINING_MODES = ("inline", "queue")  # the first is the default
+
+
+def _choice(env: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    """One of `allowed` (the first when unset), checked at start: a typo must not quietly
+    train inside a gateway container."""
+    value = (env.get(name) or allowed[0]).strip().lower()
+    if value not in allowed:
+        raise SystemExit(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def _urls(raw: str) -> tuple[str, ...]:
     """A comma-separated list of base URLs, without blanks and trailing slashes."""
     return tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
@@ -68,6 +81,22 @@ def _path(env: dict[str, str], name: str, default: str) -> Path:
 def default_database_url() -> str:
     """SQLite file under var/: needs no server, survives restarts, ignored by git."""
     return f"sqlite:///{ROOT / 'var' / 'dvc.sqlite3'}"
+
+
+SECRET = "secret"  # field metadata key: the setting's value is never printed
+_URL_PASSWORD = re.compile(r"(://[^/@\s:]*:)[^@\s]*@")
+
+
+def _secret() -> Any:  # noqa: ANN401 - a dataclasses.Field, typed as its value for mypy
+    """A secret setting (keys, tokens): `Settings.__repr__` shows only whether it is set,
+    so a Settings in a log line, a traceback or a test report never carries it."""
+    return field(default="", repr=False, metadata={SECRET: True})
+
+
+def mask_url_password(text: str) -> str:
+    """`scheme://user:password@host` with the password replaced by `***`: DATABASE_URL and
+    REDIS_URL carry passwords, and whatever prints them must not."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 @dataclass(frozen=True)
@@ -106,12 +135,19 @@ class Settings:
     # Reverse proxies whose X-Forwarded-For names the client (addresses / CIDR blocks, comma-
     # separated; blank: none, the peer is the client). See README "Security".
     trusted_proxies: str = ""
+    # Rasa's HTTP API token (`--auth-token`; README "Security checks"): every caller of
+    # Rasa's API (/model, /status, /conversations/...) sends it. Blank: `bot run` makes a
+    # random one per run, known only to the processes it starts.
+    rasa_token: str = _secret()
+    # Bearer token that shows /healthz's details (internal URLs, error texts) to monitoring;
+    # without it a caller gets the status alone. Blank: details for console admins only.
+    health_token: str = _secret()
     # Zalo Official Account (the channel is off unless app id and OA secret key are set).
     zalo_app_id: str = ""
-    zalo_oa_secret_key: str = ""  # signs webhook events
-    zalo_app_secret: str = ""  # refreshes access tokens
-    zalo_access_token: str = ""  # the initial pair; later pairs live in the database
-    zalo_refresh_token: str = ""
+    zalo_oa_secret_key: str = _secret()  # signs webhook events
+    zalo_app_secret: str = _secret()  # refreshes access tokens
+    zalo_access_token: str = _secret()  # the initial pair; later pairs live in the database
+    zalo_refresh_token: str = _secret()
     zalo_api_base: str = "https://openapi.zalo.me"
     zalo_oauth_base: str = "https://oauth.zaloapp.com"
     zalo_signature_window: float = 300.0  # seconds an event's timestamp may be off
@@ -122,7 +158,7 @@ class Settings:
     # Application status lookup (README "Application status").
     status_source: str = "database"  # "database" (the application_status table) | "http"
     status_http_url: str = ""  # provincial case system; "{code}" is replaced by the code
-    status_http_token: str = ""  # sent as "Authorization: Bearer <token>"
+    status_http_token: str = _secret()  # sent as "Authorization: Bearer <token>"
     status_http_timeout: float = 5.0  # seconds for the whole request
     status_http_fields: str = ""  # "our_field=json.path,..." (default: same names, top level)
     status_http_statuses: str = ""  # "THEIR_VALUE=our_status,..." (default: our names)
@@ -137,18 +173,28 @@ class Settings:
     # hands over by itself (0: only when asked).
     handover_hours: str = "mon-fri 08:00-17:00"
     handover_after_fallbacks: int = 2
+    # Data retention (README "Data retention"): conversations, Zalo payloads, closed
+    # hand-overs and feedback older than this many days are deleted (the gateway checks every
+    # hour, runs once a day; `bot retention run`); 0: kept forever.
+    retention_days: int = 180
     # Operator console (README "Operator console").
     console_session_hours: float = 8.0  # a session ends after this long without a request
     console_session_max_hours: float = 12.0  # ...and this long after login, even if active
     console_secure_cookie: str = "auto"  # "auto" (Secure when served over HTTPS), "1", "0"
     # NLU inbox: a citizen message whose top intent is below this confidence needs a review.
     inbox_confidence: float = 0.6
-    # Operator corrections become training examples here (Rasa YAML, reviewed in git).
+    # Operator corrections are stored in the database; `bot nlu export-corrections` writes
+    # them here as training examples (Rasa YAML, reviewed in git).
     nlu_corrections_file: Path = ROOT / "data" / "nlu" / "corrections.yml"
     # Model registry (README "Model registry"): a candidate may be at most this much worse
     # than the serving model (weighted F1 and accuracy on tests/nlu_test.yml) to be activated;
     # the Rasa servers a model is hot-swapped into (empty: RASA_URL alone).
     model_gate_margin: float = 0.01
+    # Where a training the console asks for runs (README "Model registry"): "inline", a
+    # process beside the gateway (`bot run`, one machine); "queue", a row the trainer
+    # service takes (`bot model trainer`: Docker Compose, Kubernetes), since `rasa train`
+    # needs ~3 GiB and a gateway container has 1 GiB.
+    training_mode: str = "inline"
     rasa_urls: tuple[str, ...] = ()
     # Scaling out (README "Scaling out"): `bot run` starts this many Rasa replicas and action
     # servers on consecutive ports from RASA_PORT / ACTIONS_PORT; the gateway spreads
@@ -162,6 +208,19 @@ class Settings:
     # The national catalog shipped with the product (data/dvcqg/: the portal's exports),
     # imported on the first `bot run`; relative to the checkout; blank: the seed alone.
     catalog_snapshot: str = "data/dvcqg"
+
+    def __repr__(self) -> str:
+        """Every setting, but secrets only as set or not and URLs without their passwords:
+        a Settings printed in a log, a traceback or a test report must not leak them."""
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get(SECRET):
+                text = "'***'" if value else "''"
+            else:
+                text = mask_url_password(repr(value))
+            shown.append(f"{f.name}={text}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     @property
     def catalog_snapshot_dir(self) -> Path | None:
@@ -216,6 +275,8 @@ class Settings:
             rate_limit_health_per_minute=_int(env, "RATE_LIMIT_HEALTH_PER_MINUTE", 60),
             websockets_per_address=_int(env, "WEBSOCKETS_PER_ADDRESS", 20),
             trusted_proxies=_networks(env.get("TRUSTED_PROXIES", "")),
+            rasa_token=env.get("RASA_TOKEN", "").strip(),
+            health_token=env.get("HEALTH_TOKEN", "").strip(),
             zalo_app_id=env.get("ZALO_APP_ID", "").strip(),
             zalo_oa_secret_key=env.get("ZALO_OA_SECRET_KEY", "").strip(),
             zalo_app_secret=env.get("ZALO_APP_SECRET", "").strip(),
@@ -244,12 +305,14 @@ class Settings:
             work_calendar=_path(env, "WORK_CALENDAR", "data/status/calendar.yaml"),
             handover_hours=(env.get("HANDOVER_HOURS") or "mon-fri 08:00-17:00").strip(),
             handover_after_fallbacks=_int(env, "HANDOVER_AFTER_FALLBACKS", 2),
+            retention_days=_at_least("RETENTION_DAYS", _int(env, "RETENTION_DAYS", 180), 0),
             console_session_hours=_float(env, "CONSOLE_SESSION_HOURS", 8.0),
             console_session_max_hours=_float(env, "CONSOLE_SESSION_MAX_HOURS", 12.0),
             console_secure_cookie=(env.get("CONSOLE_SECURE_COOKIE") or "auto").strip().lower(),
             inbox_confidence=_float(env, "INBOX_CONFIDENCE", 0.6),
             nlu_corrections_file=_path(env, "NLU_CORRECTIONS_FILE", "data/nlu/corrections.yml"),
             model_gate_margin=_float(env, "MODEL_GATE_MARGIN", 0.01),
+            training_mode=_choice(env, "TRAINING_MODE", TRAINING_MODES),
             rasa_urls=_urls(env.get("RASA_URLS", ""))
             or ((env["RASA_URL"],) if env.get("RASA_URL") and rasa_replicas == 1 else local_rasa),
             rasa_replicas=rasa_replicas,

@@ -431,9 +431,34 @@ def _events_walked_once(original: Any) -> Any:  # noqa: ANN401 - rasa's all_subc
     return all_subclasses
 
 
+TOKEN_ENV = "RASA_TOKEN"  # the API token's variable (Settings.rasa_token)
+
+
+def with_auth_token(argv: list[str], env: dict[str, str]) -> list[str]:
+    """`rasa run --enable-api …` with `--auth-token` from RASA_TOKEN; SystemExit without one.
+
+    Rasa's HTTP API loads models and reads and writes every conversation, so it never runs
+    without a token (on loopback any local user could call it). Rasa reads the token only
+    from its arguments: it is added to this process's argument list here, after the start,
+    so `ps` and /proc/PID/cmdline (readable by every user) show the command without it.
+    An explicit `--auth-token` / `-t` is kept as given; other commands pass unchanged.
+    """
+    if len(argv) < 2 or argv[1] != "run" or "--enable-api" not in argv:
+        return argv
+    if any(a in ("--auth-token", "-t") or a.startswith("--auth-token=") for a in argv):
+        return argv
+    token = env.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise SystemExit(f"{TOKEN_ENV} is not set: Rasa's HTTP API (--enable-api) needs a "
+                         "token (README \"Security checks\"; `bot run` makes one)")
+    return [*argv, f"--auth-token={token}"]  # one word: a token may start with "-"
+
+
 def main() -> None:
+    import os
     import sys
 
+    sys.argv = with_auth_token(sys.argv, dict(os.environ))
     sys.modules.setdefault("jax", None)  # type: ignore[arg-type] - `import jax` → ImportError
     apply()
     from rasa.__main__ import main as rasa_main

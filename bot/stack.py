@@ -91,6 +91,10 @@ def service_env(settings: Settings) -> dict[str, str]:
         "RATE_LIMIT_HEALTH_PER_MINUTE": str(settings.rate_limit_health_per_minute),
         "WEBSOCKETS_PER_ADDRESS": str(settings.websockets_per_address),
         "TRUSTED_PROXIES": settings.trusted_proxies,
+        # Rasa reads RASA_TOKEN (bot.rasa_runtime turns it into --auth-token: not in argv,
+        # which `ps` shows to every user); the gateway sends it to Rasa's API.
+        "RASA_TOKEN": settings.rasa_token,
+        "HEALTH_TOKEN": settings.health_token,
         "ZALO_APP_ID": settings.zalo_app_id,
         "ZALO_OA_SECRET_KEY": settings.zalo_oa_secret_key,
         "ZALO_APP_SECRET": settings.zalo_app_secret,
@@ -118,12 +122,14 @@ def service_env(settings: Settings) -> dict[str, str]:
         "INBOX_CONFIDENCE": str(settings.inbox_confidence),
         "NLU_CORRECTIONS_FILE": str(settings.nlu_corrections_file),
         "MODEL_GATE_MARGIN": str(settings.model_gate_margin),
+        "TRAINING_MODE": settings.training_mode,
         "RASA_URLS": ",".join(settings.rasa_urls),
         "ACTIONS_URLS": ",".join(settings.actions_urls),
         "RASA_REPLICAS": str(settings.rasa_replicas),
         "ACTIONS_REPLICAS": str(settings.actions_replicas),
         "REDIS_URL": settings.redis_url,
         "LOCK_LIFETIME": str(settings.lock_lifetime),
+        "RETENTION_DAYS": str(settings.retention_days),
         "CONSOLE_SESSION_HOURS": str(settings.console_session_hours),
         "CONSOLE_SESSION_MAX_HOURS": str(settings.console_session_max_hours),
         "CONSOLE_SECURE_COOKIE": settings.console_secure_cookie,
@@ -306,6 +312,15 @@ class Stack:
 
     def plan(self) -> dict[str, Service]:
         """Every service of this stack, in start order (writes the endpoints files)."""
+        if not self.settings.rasa_token:
+            # Rasa's API (load a model, read any conversation) always needs a token, even on
+            # loopback where any local user could call it: without RASA_TOKEN, one per run,
+            # handed to the children through service_env.
+            import dataclasses
+            import secrets
+
+            self.settings = dataclasses.replace(self.settings,
+                                                rasa_token=secrets.token_urlsafe(32))
         s = self.settings
         services: dict[str, Service] = {}
         for i in range(s.actions_replicas):

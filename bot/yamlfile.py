@@ -22,11 +22,20 @@ def read_yaml(path: Path, error: type[Exception], label: str | None = None,
     """
     name = label or str(path)
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{path}: không có tệp này") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{name}: không đọc được tệp ({exc})") from None
+    return parse_yaml(text, error, name, loader)
+
+
+def parse_yaml(text: str, error: type[Exception], name: str,
+               loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
+    """`read_yaml` for a text kept elsewhere than in a file (a fee override stored in the
+    database), with the same messages naming `name`."""
+    try:
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (dòng {mark.line + 1})" if mark is not None else ""

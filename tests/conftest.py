@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,30 +63,96 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory):
-    """A model trained once per test session from this checkout's data and seed catalog.
-
-    DVC_TEST_MODEL=/path/model.tar.gz reuses a model (for quick local iterations only; CI
-    always trains, so the tests cover the training path).
-    """
+def _session_settings(base: Path, seed: bool = True) -> Any:
+    """The session model's settings: its own database (the seed catalog, loaded with
+    `seed`) and models folder, on ports free now."""
     from bot.catalog.db import session_scope
     from bot.catalog.seed import load_seed
     from bot.config import Settings
-    from bot.training import train
 
-    base = tmp_path_factory.mktemp("assistant")
     settings = Settings.from_env({
         "DATABASE_URL": f"sqlite:///{base / 'catalog.sqlite3'}",
         "MODELS_DIR": str(base / "models"),
         "BOT_PORT": str(free_port()), "RASA_PORT": str(free_port()),
         "ACTIONS_PORT": str(free_port()),
     })
-    with session_scope(settings.database_url) as s:
-        load_seed(s)
+    if seed:
+        with session_scope(settings.database_url) as s:
+            load_seed(s)
+    return settings
+
+
+class BackgroundTraining:
+    """`bot train` for the session model, started as soon as the tests are collected.
+
+    Training takes about a quarter of CI's time and mostly waits on TensorFlow while the
+    fast tests use one core: the tests that need no model run first (see
+    `pytest_collection_modifyitems`) while the model trains beside them.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.settings = _session_settings(base)
+        self.log = base / "train.log"
+        env = {**os.environ, "DATABASE_URL": self.settings.database_url,
+               "MODELS_DIR": str(self.settings.models_dir),
+               "CATALOG_SNAPSHOT": ""}  # the seed alone, as every module expects
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "bot", "train"], cwd=ROOT,
+                                         env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+    def wait(self) -> Path:
+        if self.proc.wait() != 0:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"training the session model failed:\n{tail}")
+        models = sorted(self.settings.models_dir.glob("*.tar.gz"))
+        assert models, self.log.read_text(errors="replace")[-3000:]
+        return models[-1]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:  # the session ended early (-x, Ctrl-C)
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=60)
+
+
+_TRAINING: list[BackgroundTraining] = []
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules that need no model first (in their own order), then those that do; and the
+    session model's training starts now, in the background."""
+    late = {item.module.__name__ for item in items
+            if "trained" in item.fixturenames and item.module is not None}
+    items.sort(key=lambda item: item.module is not None and item.module.__name__ in late)
+    if late and not os.environ.get("DVC_TEST_MODEL") and not config.option.collectonly:
+        _TRAINING.append(BackgroundTraining(config._tmp_path_factory.mktemp("assistant")))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for training in _TRAINING:
+        training.stop()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """A model trained once per test session from this checkout's data and seed catalog
+    (by `bot train`, in the background from collection on: `BackgroundTraining`).
+
+    DVC_TEST_MODEL=/path/model.tar.gz reuses a model (for quick local iterations only; CI
+    always trains, so the tests cover the training path).
+    """
+    if _TRAINING:  # ports picked now, not at collection (they may be taken by then)
+        model = _TRAINING[0].wait()
+        return _session_settings(_TRAINING[0].base, seed=False), model
+    settings = _session_settings(tmp_path_factory.mktemp("assistant"))
     reuse = os.environ.get("DVC_TEST_MODEL")
-    model = Path(reuse) if reuse else train(settings)
-    return settings, model
+    if reuse:
+        return settings, Path(reuse)
+    from bot.training import train
+
+    return settings, train(settings)
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,15 @@ from sqlalchemy import select
 from bot.catalog.db import session_scope
 from bot.catalog.models import Procedure
 from bot.catalog.revision import catalog_revision
-from bot.catalog.seed import ensure_seeded
+from bot.catalog.seed import ensure_seeded, upsert_records
+from bot.cli import main as cli_main
 from bot.config import ROOT, Settings
 from bot.console import accounts
 from bot.console.models import AuditEntry
-from bot.gateway.app import create_app
+from bot.console.web import FORM_BYTES, kilobytes
+from bot.fees.service import LiveFeeBook
+from bot.fees.stored import stored_texts
+from bot.gateway.app import body_limit, create_app
 from tests.conftest import free_port
 from tests.test_console_auth import PASSWORD, csrf_of, login
 
@@ -87,7 +92,7 @@ async def test_bad_aliases_are_refused_and_the_text_is_kept(
 
 
 async def test_fee_override_edit_is_validated_before_it_is_written(
-        client: TestClient, settings: Settings) -> None:
+        client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     path = settings.fee_overrides_dir / "01-ha-noi.yaml"
     original = path.read_text(encoding="utf-8")
     token = await csrf_of(client, "/console/catalog/fees/01-ha-noi.yaml")
@@ -103,13 +108,26 @@ async def test_fee_override_edit_is_validated_before_it_is_written(
         else original + "\n# sửa thử\n"
     resp = await client.post("/console/catalog/fees/01-ha-noi.yaml",
                              data={"csrf": token, "text": edited})
-    assert resp.status == 200 and "Đã lưu." in await resp.text()
-    assert path.read_text(encoding="utf-8") == edited
+    body = await resp.text()
+    assert resp.status == 200 and "Đã lưu." in body and "Sửa thử." in body
+    # Stored in the database (every replica reads it there), not in this container's files.
+    assert path.read_text(encoding="utf-8") == original
+    with session_scope(settings.database_url) as s:
+        assert stored_texts(s) == {"01-ha-noi.yaml": edited}
+        entry = s.execute(select(AuditEntry).where(AuditEntry.action == "fees.override"))\
+            .scalar_one()
+        assert entry.actor == "minh" and entry.target == "01-ha-noi.yaml"
     # A second file for the same province is refused.
     resp = await client.post("/console/catalog/fees/01-khac.yaml",
                              data={"csrf": token, "text": edited})
     assert resp.status == 400 and "mỗi tỉnh một tệp" in await resp.text()
     assert not (settings.fee_overrides_dir / "01-khac.yaml").exists()
+    with session_scope(settings.database_url) as s:
+        assert set(stored_texts(s)) == {"01-ha-noi.yaml"}
+    # `bot fees export` writes the edit as the file reviewers commit.
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    assert cli_main(["fees", "export", str(path.parent)]) == 0
+    assert path.read_text(encoding="utf-8") == edited
     resp = await client.get("/console/catalog/fees/..%2Fsecret.yaml")
     assert resp.status in (404, 400)
 
@@ -151,3 +169,114 @@ async def test_agents_cannot_edit_the_catalog(settings: Settings) -> None:
     async with TestClient(TestServer(create_app(settings))) as c:
         await login(c, "lan")
         assert (await c.get("/console/catalog")).status == 403
+
+
+# --------------------------------------------------------------------------- long files
+
+
+def padded_override(size: int) -> str:
+    """Hà Nội's shipped override made `size` bytes of UTF-8 long by Vietnamese comment lines
+    (each non-ASCII byte is three on the wire in a urlencoded form), ending with a marker."""
+    text = (ROOT / "data" / "fees" / "01-ha-noi.yaml").read_text(encoding="utf-8")
+    line = "# Ghi chú của cán bộ: mức thu phí, lệ phí đối với hồ sơ trực tuyến.\n"
+    while len(text.encode()) < size:
+        text += line
+    return text + "# end-of-operator-edit\n"
+
+
+async def test_a_20_kb_override_is_saved(client: TestClient, settings: Settings) -> None:
+    """Fixed: console forms had the chat's body limit (~15 KB), so a file over ~8.5 KB of
+    Vietnamese got a bare 413 and the operator's edit was gone."""
+    text = padded_override(20 * 1024)
+    assert len(text.encode()) >= 20 * 1024 and body_limit(settings) < len(text.encode()) * 2
+    token = await csrf_of(client, "/console/catalog/fees/01-ha-noi.yaml")
+    resp = await client.post("/console/catalog/fees/01-ha-noi.yaml",
+                             data={"csrf": token, "text": text})
+    body = await resp.text()
+    assert resp.status == 200 and "Đã lưu." in body, body[:500]
+    with session_scope(settings.database_url) as s:
+        assert stored_texts(s)["01-ha-noi.yaml"] == text
+    # the chat keeps its own limit
+    resp = await client.post("/api/v1/chat", json={"sender": "a", "text": text})
+    assert resp.status == 413 and (await resp.json())["error"]["code"] == "too_large"
+
+
+async def test_a_300_kb_override_comes_back_with_the_text_and_the_limit(
+        client: TestClient, settings: Settings) -> None:
+    text = padded_override(300 * 1024)
+    token = await csrf_of(client, "/console/catalog/fees/01-ha-noi.yaml")
+    resp = await client.post("/console/catalog/fees/01-ha-noi.yaml",
+                             data={"csrf": token, "text": text})
+    body = await resp.text()
+    assert resp.status == 400 and resp.content_type == "text/html", body[:300]
+    assert "Chưa lưu" in body and "quá giới hạn 256 KB" in body and "rút gọn" in body
+    assert "end-of-operator-edit" in body  # the operator's text, back in the form
+    with session_scope(settings.database_url) as s:
+        assert stored_texts(s) == {}
+
+
+async def test_a_form_over_the_console_limit_is_a_page_that_says_why(
+        client: TestClient, settings: Settings) -> None:
+    """Never a bare 413: the page says the limit and how to get the text back."""
+    token = await csrf_of(client, "/console/catalog/fees/01-ha-noi.yaml")
+    resp = await client.post("/console/catalog/fees/01-ha-noi.yaml",
+                             data={"csrf": token, "text": "x" * (FORM_BYTES + 1)})
+    body = await resp.text()
+    assert resp.status == 413 and resp.content_type == "text/html"
+    assert "Nội dung gửi lên quá lớn" in body and "chưa được lưu" in body
+    assert "Quay lại" in body and f"tối đa {kilobytes(FORM_BYTES)} KB" in body
+    with session_scope(settings.database_url) as s:
+        assert stored_texts(s) == {}
+    # the session is still good: the next form goes through
+    resp = await client.get("/console/catalog/fees/01-ha-noi.yaml")
+    assert resp.status == 200
+
+
+# --------------------------------------------------------------------------- replicas
+
+COUNCIL_TEXT = ("Mức lệ phí cụ thể do Hội đồng nhân dân tỉnh, thành phố trực thuộc Trung ương "
+                "quyết định.")
+
+
+async def test_an_override_saved_on_one_replica_is_used_by_every_other(
+        settings: Settings, tmp_path: Path) -> None:
+    """Fixed: the edit was a file in the saving gateway's container: the other gateways and
+    the action servers (LiveFeeBook, their own filesystems) kept the old amounts."""
+    with session_scope(settings.database_url) as s:
+        upsert_records(s, [{"code": "9.100001", "name": "Thủ tục thử do HĐND quyết định",
+                            "channels": [{"channel": "online", "fee": None,
+                                          "fee_text": COUNCIL_TEXT}]}], source="test")
+    other_files = tmp_path / "replica-b" / "fees"  # another container's copy of the image
+    shutil.copytree(ROOT / "data" / "fees", other_files)
+    common = {"DATABASE_URL": settings.database_url, "CATALOG_REFRESH_SECONDS": "0",
+              "PROVINCE": "01", "FEE_DATE": "2026-11-27",
+              "RASA_URL": f"http://127.0.0.1:{free_port()}",
+              "ACTIONS_URL": f"http://127.0.0.1:{free_port()}"}
+    a = Settings.from_env({**common, "FEE_OVERRIDES_DIR": str(settings.fee_overrides_dir)})
+    b = Settings.from_env({**common, "FEE_OVERRIDES_DIR": str(other_files)})
+    actions_book = LiveFeeBook(other_files, check_every=0, database_url=b.database_url)
+
+    def online(book: LiveFeeBook) -> int | None:
+        with session_scope(b.database_url) as s:
+            p = s.get(Procedure, "9.100001")
+            return book.get().decide(p, "online", date(2026, 11, 27), "01").amount
+
+    async with TestClient(TestServer(create_app(a))) as ca, \
+            TestClient(TestServer(create_app(b))) as cb:
+
+        async def amount() -> int | None:
+            resp = await cb.get("/api/v1/procedures/9.100001/fees", params={"channel": "online"})
+            assert resp.status == 200, await resp.text()
+            return (await resp.json())["fees"][0]["amount"]
+
+        assert await amount() == 0 and online(actions_book) == 0
+        await login(ca, "minh")
+        token = await csrf_of(ca, "/console/catalog/fees/01-ha-noi.yaml")
+        text = (ROOT / "data" / "fees" / "01-ha-noi.yaml").read_text(encoding="utf-8")
+        resp = await ca.post("/console/catalog/fees/01-ha-noi.yaml", data={
+            "csrf": token, "text": text.replace("amount: 0", "amount: 5000", 1)})
+        assert resp.status == 200 and "Đã lưu." in await resp.text()
+        assert await amount() == 5000
+        assert online(actions_book) == 5000
+        # a fresh replica (a redeploy) starts with it too
+        assert online(LiveFeeBook(other_files, database_url=b.database_url)) == 5000

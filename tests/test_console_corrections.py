@@ -1,4 +1,5 @@
-"""Operator corrections written as Rasa training data (bot/console/corrections.py).
+"""Operator corrections as Rasa training data (bot/console/corrections.py): stored in the
+database, exported to the corrections file, added to the training data.
 
 Every test writes into a copy of data/nlu/ and checks the result with Rasa's own reader;
 `rasa data validate` on a data folder holding corrections runs in test_console_inbox.py.
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bot.catalog.db import session_scope
 from bot.config import ROOT, Settings
 from bot.console.corrections import (
     HEADER,
@@ -22,8 +24,13 @@ from bot.console.corrections import (
     DuplicateExample,
     EntitySpan,
     add_example,
+    export_corrections,
+    pending_document,
     prepare,
+    store_example,
+    stored_corrections,
 )
+from bot.console.inbox_models import NluCorrection
 
 
 @pytest.fixture()
@@ -180,3 +187,79 @@ def test_concurrent_processes_lose_nothing(nlu: Path) -> None:
     with multiprocessing.get_context("fork").Pool(4) as pool:
         texts = pool.map(_add_in_process, [(str(nlu), i) for i in range(8)])
     assert set(load(nlu / "corrections.yml")) == set(texts)
+
+
+# --------------------------------------------------------------------------- database
+
+SHOW_TICKET = "trợ lý ơi cho hỏi mua vé xem bóng đá ở đâu"  # in no file of data/nlu
+
+
+def test_a_stored_correction_is_seen_by_every_replica_and_exported(
+        nlu: Path, tmp_path: Path) -> None:
+    """Fixed: the console wrote the correction into one container's data/nlu: another
+    gateway replica neither saw nor refused it, and a redeploy lost it."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    corrections = nlu / "corrections.yml"
+    before = corrections.read_bytes()
+    with session_scope(url) as s:  # replica A
+        added = store_example(s, SHOW_TICKET, "out_of_scope", corrections_file=corrections,
+                              by="lan")
+    assert added.example == SHOW_TICKET and corrections.read_bytes() == before
+    with session_scope(url) as s:  # replica B, with its own untouched files
+        with pytest.raises(DuplicateExample, match="lan") as refused:
+            store_example(s, SHOW_TICKET.upper(), "ask_where",
+                          corrections_file=ROOT / "data" / "nlu" / "corrections.yml", by="an")
+        assert refused.value.intent == "out_of_scope"
+        with pytest.raises(DuplicateExample, match="out_of_scope.yml"):  # the files still count
+            store_example(s, "Hôm nay thời tiết thế nào", "ask_fee",
+                          corrections_file=corrections, by="an")
+        with pytest.raises(CorrectionError, match="số điện thoại"):
+            store_example(s, "gọi cho tôi 0912345678", "request_human",
+                          corrections_file=corrections, by="an")
+        assert [r.text for r in stored_corrections(s)] == [SHOW_TICKET]
+    with session_scope(url) as s:  # `bot nlu export-corrections`: the file reviewers commit
+        assert export_corrections(s, corrections) == 1
+        assert export_corrections(s, corrections) == 0  # once only
+        assert pending_document(s, nlu) is None  # exported: training takes it from the file
+    assert load(corrections) == {SHOW_TICKET: ("out_of_scope", [])}
+
+
+def test_training_includes_the_stored_corrections(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fixed: `bot train` read data/ only, so a correction made on another replica (or
+    before a redeploy) never reached a model."""
+    import bot.nlu.lexicon
+    import bot.training
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    with session_scope(url) as s:
+        store_example(s, SHOW_TICKET, "out_of_scope", by="lan",
+                      corrections_file=ROOT / "data" / "nlu" / "corrections.yml")
+    out = tmp_path / "train_data"
+    models = tmp_path / "models"
+    commands: list[list[str]] = []
+
+    def fake_rasa(cmd: list[str], **_: object) -> None:
+        commands.append(cmd)
+        (models / "20260101-000000-test.tar.gz").write_bytes(b"model")
+
+    monkeypatch.setattr(bot.training, "AUGMENTED_DIR", out)
+    monkeypatch.setattr(bot.training.subprocess, "run", fake_rasa)
+    monkeypatch.setattr(bot.training, "catalog_fingerprint", lambda _url: "catalog")
+    monkeypatch.setattr(bot.nlu.lexicon, "write_lexicon", lambda: None)
+    bot.training.train(Settings(database_url=url, models_dir=models))
+    (cmd,) = commands
+    data = cmd[cmd.index("--data") + 1:cmd.index("--out")]
+    assert data == [str(ROOT / "data"), str(out)]
+    assert load(out / bot.training.STORED_CORRECTIONS) == {SHOW_TICKET: ("out_of_scope", [])}
+    accent_free = yaml.safe_load((out / bot.training.ACCENT_FREE).read_text(encoding="utf-8"))
+    copies = [e for b in accent_free["nlu"] if b["intent"] == "out_of_scope"
+              for e in b["examples"].splitlines()]
+    assert "- tro ly oi cho hoi mua ve xem bong da o dau" in copies
+    # Without stored corrections no stale file stays behind.
+    with session_scope(url) as s:
+        s.query(NluCorrection).delete()
+    bot.training.train(Settings(database_url=url, models_dir=models), augment=False)
+    assert not (out / bot.training.STORED_CORRECTIONS).exists()
+    assert commands[1][commands[1].index("--data") + 1:commands[1].index("--out")] == [
+        str(ROOT / "data")]

@@ -1,8 +1,8 @@
 """The NLU inbox on real conversations: what lands in it, suggestions, corrections.
 
 Messages go through the console's shared stack (tests.test_console_conversations); the
-corrections are written into a copy of data/ that Rasa's reader and `rasa data validate`
-then check, so the checkout's training data is never touched.
+corrections are stored in the database, then exported into a copy of data/ that Rasa's
+reader and `rasa data validate` check, so the checkout's training data is never touched.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import yaml
 
 from bot.catalog.db import session_scope
 from bot.console.conversations import read_conversation
-from bot.console.corrections import DuplicateExample, EntitySpan
+from bot.console.corrections import DuplicateExample, EntitySpan, export_corrections
 from bot.console.inbox import (
     REASON_FALLBACK,
     REASON_LOW_CONFIDENCE,
@@ -96,6 +96,9 @@ def corrected(made: Made) -> dict[str, NluReview]:
         fixed = correct(s, passport.id, suggestion.intent, spans, OPERATOR,
                         corrections_file=made.corrections)
         oos = mark_out_of_scope(s, nonsense.id, OPERATOR, corrections_file=made.corrections)
+    assert "intent" not in made.corrections.read_text(encoding="utf-8")  # stored, not written
+    with session_scope(made.url) as s:  # what `bot nlu export-corrections` does
+        assert export_corrections(s, made.corrections) == 2
     return {"passport": fixed, "nonsense": oos}
 
 

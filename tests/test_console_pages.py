@@ -21,6 +21,7 @@ from sqlalchemy import select
 from bot.catalog.db import session_scope
 from bot.config import ROOT, Settings
 from bot.console import accounts, inbox
+from bot.console.corrections import export_corrections
 from bot.console.models import AuditEntry
 from bot.console.nlu_pages import MarkupError, parse_markup, to_marked
 from bot.gateway.app import create_app
@@ -117,6 +118,8 @@ async def test_inbox_one_click_correction_writes_training_data_and_audits(
     resp = await console.post(f"/console/inbox/{item.id}", data={
         "csrf": token, "action": "out_of_scope"})
     assert resp.status == 200 and "Đã lưu." in await resp.text()
+    with session_scope(url) as s:  # stored in the database; `bot nlu export-corrections`
+        assert export_corrections(s, nlu_dir / "corrections.yml") >= 1
     data = yaml.safe_load((nlu_dir / "corrections.yml").read_text(encoding="utf-8"))
     block = next(b for b in data["nlu"] if b["intent"] == "out_of_scope")
     assert PAGES_NONSENSE in block["examples"]

@@ -30,10 +30,40 @@ K8S = ROOT / "deploy" / "k8s"
 SECRET_TEMPLATE = "secret.template.yaml"
 PLACEHOLDER = "CHANGE-ME"
 # What compose needs in .env (or the shell) to start; sample values for the checks.
-SAMPLE_ENV = {"POSTGRES_PASSWORD": "pg-pass-1234", "REDIS_PASSWORD": "redis-pass-5678"}
+SAMPLE_ENV = {"POSTGRES_PASSWORD": "pg-pass-1234", "REDIS_PASSWORD": "redis-pass-5678",
+              "RASA_TOKEN": "rasa-token-9012"}
 # Observed resident memory (README "Performance"): requests must cover it.
 RESIDENT = {"rasa": 1.1 * 2**30, "gateway": 150 * 2**20, "actions": 400 * 2**20}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|AUTH|_KEY$", re.IGNORECASE)
+# The optional secrets .env may hold, with sample values (compose passes a variable listed
+# without a value from .env to the container when .env sets it).
+OPTIONAL_SECRETS = {"HEALTH_TOKEN": "health-token-3456", "STATUS_HTTP_TOKEN": "status-7890",
+                    "ZALO_OA_SECRET_KEY": "zalo-oa-key-1", "ZALO_APP_SECRET": "zalo-app-2",
+                    "ZALO_ACCESS_TOKEN": "zalo-access-3", "ZALO_REFRESH_TOKEN": "zalo-refresh-4"}
+ZALO_SECRETS = {k for k in OPTIONAL_SECRETS if k.startswith("ZALO_")}
+# Which container may see which secret (issue 18, item 8); "rasa": every Rasa replica.
+COMPOSE_SECRETS = {
+    "postgres": {"POSTGRES_PASSWORD"},
+    "redis": {"REDIS_PASSWORD"},
+    "migrate": {"POSTGRES_PASSWORD"},
+    "train": {"POSTGRES_PASSWORD"},
+    "trainer": {"POSTGRES_PASSWORD"},
+    "actions": {"POSTGRES_PASSWORD", "STATUS_HTTP_TOKEN"},
+    "rasa": {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "RASA_TOKEN"},
+    # REDIS_PASSWORD: its /healthz pings the lock store
+    "gateway": {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "RASA_TOKEN", "HEALTH_TOKEN",
+                *ZALO_SECRETS},
+}
+K8S_SECRETS = {  # keys of the Secret dvc-secrets per container
+    "migrate": {"DATABASE_PASSWORD"},
+    "trainer": {"DATABASE_PASSWORD"},
+    "actions": {"DATABASE_PASSWORD", "STATUS_HTTP_TOKEN"},
+    "rasa": {"DATABASE_PASSWORD", "REDIS_PASSWORD", "RASA_TOKEN"},
+    "gateway": {"DATABASE_PASSWORD", "REDIS_PASSWORD", "RASA_TOKEN", "HEALTH_TOKEN",
+                "ZALO_APP_ID", *ZALO_SECRETS},
+}
+# Rasa's API routes that need its token (rasa/server.py: @requires_auth); "/" does not.
+RASA_API_PATHS = re.compile(r"^/(status|model|conversations|domain)\b")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # Rasa's ${VAR} in endpoint files
 K8S_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")  # Kubernetes' $(VAR)
 
@@ -261,9 +291,9 @@ def test_compose_has_no_literal_secret() -> None:
     raw = load_compose()
     required = re.compile(r"\$\{[A-Z_]+:\?[^}]+\}")
     for name, svc in raw["services"].items():
-        for key, value in compose_env(svc).items():
-            if SECRET_NAME.search(key):
-                assert required.fullmatch(value), (
+        for key, value in (svc.get("environment") or {}).items():
+            if SECRET_NAME.search(key) and value is not None:  # None: from .env when set
+                assert required.fullmatch(str(value)), (
                     f"{name}: {key} must come from a required variable, ${{X:?...}}")
     for name, svc in raw["services"].items():
         cmd = [str(c) for c in svc.get("command") or []]
@@ -278,6 +308,53 @@ def test_compose_has_no_literal_secret() -> None:
     # and none of the sample secrets leaks into the configuration's text
     text = COMPOSE.read_text(encoding="utf-8")
     assert all(value not in text for value in SAMPLE_ENV.values())
+
+
+def role(name: str) -> str:
+    return "rasa" if re.fullmatch(r"rasa(-\d+)?", name) else name
+
+
+def test_compose_gives_each_container_only_its_own_secrets() -> None:
+    """No container gets .env whole (env_file): a secret reaches only the services that use
+    it, however it gets there (a variable, a URL, a command, a health check)."""
+    raw = load_compose()
+    for name, svc in raw["services"].items():
+        assert "env_file" not in svc, f"{name}: env_file hands it every secret of .env"
+    env = {**SAMPLE_ENV, **OPTIONAL_SECRETS}
+    services = interpolate(raw, env)["services"]
+    assert {role(n) for n in services} == set(COMPOSE_SECRETS)
+    for name, svc in services.items():
+        resolved = dict(svc)
+        # a variable listed without a value comes from .env (or the shell) when set there
+        resolved["environment"] = {k: env.get(k, "") if v is None else v
+                                   for k, v in (svc.get("environment") or {}).items()}
+        text = "\n".join(strings(resolved))
+        sees = {secret for secret, value in env.items() if value in text}
+        assert sees == COMPOSE_SECRETS[role(name)], f"{name} sees {sorted(sees)}"
+
+
+def test_compose_rasa_api_needs_the_token() -> None:
+    """Every Rasa replica gets RASA_TOKEN (required: compose refuses to start without it)
+    in its environment, never on its command line, and bot.rasa_runtime hands it to Rasa's
+    --auth-token; the gateway, Rasa's API client, holds the same token."""
+    from bot.rasa_runtime import with_auth_token
+
+    raw = load_compose()
+    services = interpolate(raw, SAMPLE_ENV)["services"]
+    token = SAMPLE_ENV["RASA_TOKEN"]
+    rasa = [n for n in services if role(n) == "rasa"]
+    for name in [*rasa, "gateway"]:
+        assert re.fullmatch(r"\$\{RASA_TOKEN:\?[^}]+\}",
+                            raw["services"][name]["environment"]["RASA_TOKEN"]), name
+        assert compose_env(services[name])["RASA_TOKEN"] == token
+    for name in rasa:
+        cmd = [str(c) for c in services[name]["command"]]
+        assert not any(a.startswith(("--auth-token", "-t")) or token in a for a in cmd), cmd
+        argv = with_auth_token(cmd[2:], compose_env(services[name]))
+        assert argv[-1] == f"--auth-token={token}"
+        probe = " ".join(services[name]["healthcheck"]["test"])
+        if "5005/status" in probe:  # Rasa's API: with the token from the environment
+            assert "os.environ['RASA_TOKEN']" in probe and token not in probe
 
 
 def test_compose_start_order_postgres_migrate_services() -> None:
@@ -550,6 +627,54 @@ def test_k8s_every_variable_a_container_uses_is_defined() -> None:
                 assert {"DATABASE_URL", "DATABASE_PASSWORD"} <= defined, where
 
 
+def secret_keys(container: dict[str, Any], secret: dict[str, Any]) -> set[str]:
+    """The keys of the Secret a container reads (envFrom: all of them)."""
+    keys = set()
+    for source in container.get("envFrom", []):
+        if "secretRef" in source:
+            keys |= set(secret["stringData"])
+    for var in container.get("env", []):
+        ref = var.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            keys.add(ref["key"])
+    return keys
+
+
+def test_k8s_gives_each_container_only_its_own_secrets() -> None:
+    secret = k8s_kind("Secret")[0]
+    seen = {}
+    for workload in workloads():
+        for c in workload["spec"]["template"]["spec"]["containers"]:
+            assert not any("secretRef" in s for s in c.get("envFrom", [])), (
+                f"{c['name']}: envFrom hands it the whole Secret")
+            seen[c["name"]] = secret_keys(c, secret)
+    assert seen == K8S_SECRETS
+    assert set().union(*K8S_SECRETS.values()) == set(secret["stringData"])  # all used
+    assert secret["stringData"]["RASA_TOKEN"] == PLACEHOLDER  # required, like the passwords
+
+
+def test_k8s_rasa_api_needs_the_token() -> None:
+    from bot.rasa_runtime import with_auth_token
+
+    sts = k8s_one("StatefulSet", "rasa")
+    (container,) = sts["spec"]["template"]["spec"]["containers"]
+    cmd = container["command"] + container["args"]
+    assert not any(a.startswith(("--auth-token", "-t")) or "RASA_TOKEN" in a for a in cmd)
+    env = {v["name"]: v for v in container["env"]}
+    assert env["RASA_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "dvc-secrets", "key": "RASA_TOKEN"}  # not optional
+    assert with_auth_token(cmd[2:], {"RASA_TOKEN": "t0ken"})[-1] == "--auth-token=t0ken"
+    gateway = k8s_one("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
+    assert "RASA_TOKEN" in secret_keys(gateway, k8s_kind("Secret")[0])
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = container.get(kind) or {}
+        path = probe.get("httpGet", {}).get("path", "")
+        assert not RASA_API_PATHS.match(path), f"{kind} {path}: 401 without the token"
+        command = " ".join(probe.get("exec", {}).get("command", []))
+        if "/status" in command:
+            assert "os.environ['RASA_TOKEN']" in command, kind
+
+
 def test_k8s_services_select_pods_and_ports() -> None:
     pods = [(w["spec"]["template"]["metadata"]["labels"],
              {p["name"] for c in w["spec"]["template"]["spec"]["containers"]
@@ -567,3 +692,50 @@ def test_k8s_services_select_pods_and_ports() -> None:
     for policy in k8s_kind("NetworkPolicy"):
         selector = policy["spec"]["podSelector"]["matchLabels"]
         assert any(selects(selector, labels) for labels, _ in pods), policy["metadata"]
+
+
+# --------------------------------------------------------------------------- training
+
+
+TRAINING_MEMORY = 3 * 2**30  # what `rasa train` needs (README "Model registry")
+
+
+def test_compose_trains_in_the_trainer_service_not_the_gateway() -> None:
+    """Issue 18 item 7: the console's trainings ran in the gateway's container (1G)."""
+    from bot.config import Settings
+
+    services = interpolate(load_compose(), SAMPLE_ENV)["services"]
+    gateway, trainer = services["gateway"], services["trainer"]
+    assert compose_env(gateway)["TRAINING_MODE"] == "queue"
+    assert Settings.from_env(compose_env(gateway)).training_mode == "queue"
+    assert trainer["command"] == ["python", "-m", "bot", "model", "trainer"]
+    assert "profiles" not in trainer, "`docker compose up` must start the trainer"
+    assert trainer["restart"] == "unless-stopped"
+    assert trainer["healthcheck"]["test"][-1] == "--alive"
+    memory = {n: quantity(s["deploy"]["resources"]["limits"]["memory"].replace("G", "Gi")
+                          .replace("M", "Mi")) for n, s in services.items()
+              if n in ("gateway", "trainer")}
+    assert memory["trainer"] >= TRAINING_MEMORY > memory["gateway"], memory
+    assert "models:/app/models" in trainer["volumes"]  # read-write: it writes the models
+    assert trainer["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_k8s_trains_in_the_trainer_deployment_not_the_gateway() -> None:
+    from bot.config import Settings
+
+    config = k8s_one("ConfigMap", "dvc-env")["data"]
+    assert Settings.from_env({"TRAINING_MODE": config["TRAINING_MODE"]}).training_mode == "queue"
+    trainer = k8s_one("Deployment", "trainer")
+    assert trainer["spec"]["replicas"] == 1 and trainer["spec"]["strategy"]["type"] == "Recreate"
+    pod = trainer["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "bot", "model", "trainer"]
+    assert container["livenessProbe"]["exec"]["command"][-1] == "--alive"
+    assert [e["configMapRef"]["name"] for e in container["envFrom"]] == ["dvc-env"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert not mounts["/app/models"].get("readOnly")
+    (volume,) = pod["volumes"]
+    assert volume["persistentVolumeClaim"]["claimName"] == "dvc-models"
+    gateway = k8s_one("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
+    assert quantity(container["resources"]["requests"]["memory"]) >= TRAINING_MEMORY
+    assert quantity(gateway["resources"]["limits"]["memory"]) < TRAINING_MEMORY

@@ -28,6 +28,8 @@ from bot.gateway.app import body_limit, create_app
 from bot.gateway.rasa_client import parse_rasa_messages
 
 HOTLINE = "1900 1234"
+HEALTH_TOKEN = "health-token-for-monitoring"
+MONITOR = {"Authorization": f"Bearer {HEALTH_TOKEN}"}
 CHAT = "/api/v1/chat"
 SEARCH = "/api/v1/procedures/search"
 
@@ -59,6 +61,7 @@ def make_settings(database_url: str, rasa_url: str, **overrides: Any) -> Setting
         "database_url": database_url,
         "support_hotline": HOTLINE,
         "rasa_timeout": 5.0,
+        "health_token": HEALTH_TOKEN,
     }
     return Settings(**{**fields, **overrides})
 
@@ -199,7 +202,7 @@ async def test_chat_apologises_when_rasa_is_down(client: TestClient) -> None:
 
 
 async def test_healthz_reports_rasa_and_actions_down_database_ok(client: TestClient) -> None:
-    resp = await client.get("/healthz")
+    resp = await client.get("/healthz", headers=MONITOR)
     assert resp.status == 503
     body = await resp.json()
     assert body["status"] == "degraded"
@@ -211,6 +214,50 @@ async def test_healthz_reports_rasa_and_actions_down_database_ok(client: TestCli
     # the two test procedures plus the shipped seed, which is synced at start-up
     count = int(re.search(r"catalog has (\d+) procedures", checks["database"]["detail"])[1])
     assert count >= 2
+
+
+async def test_healthz_tells_the_public_the_status_only(
+        client: TestClient, settings: Settings) -> None:
+    """Anyone may ask /healthz (probes, load balancers): the status and the HTTP code, never
+    the internal URLs or the error texts of the checks."""
+    resp = await client.get("/healthz")
+    assert resp.status == 503 and resp.headers["Cache-Control"] == "no-store"
+    assert await resp.json() == {"status": "degraded"}
+    text = await resp.text()
+    assert settings.rasa_url not in text and "127.0.0.1" not in text
+    for wrong in ("Bearer not-the-token", f"Basic {HEALTH_TOKEN}", "Bearer", HEALTH_TOKEN):
+        resp = await client.get("/healthz", headers={"Authorization": wrong})
+        assert await error_code(resp, 401) == "unauthorized"
+        assert resp.headers["WWW-Authenticate"] == "Bearer"
+        assert "checks" not in await resp.text()
+
+
+async def test_healthz_without_a_health_token_refuses_every_bearer(
+        database_url: str) -> None:
+    settings = make_settings(database_url, f"http://127.0.0.1:{free_port()}", health_token="")
+    async with TestClient(TestServer(create_app(settings))) as c:
+        assert await (await c.get("/healthz")).json() == {"status": "degraded"}
+        resp = await c.get("/healthz", headers={"Authorization": "Bearer "})
+        assert await error_code(resp, 401) == "unauthorized"
+
+
+async def test_console_admins_see_the_health_details(
+        client: TestClient, settings: Settings) -> None:
+    from bot.console import accounts
+    from tests.test_console_auth import PASSWORD, login
+
+    with session_scope(settings.database_url) as s:
+        accounts.add_operator(s, "quan", PASSWORD, "admin")
+        accounts.add_operator(s, "lan", PASSWORD, "agent")
+    assert (await client.get("/console/api/health")).status == 401
+    await login(client, "lan")
+    assert (await client.get("/console/api/health")).status == 403
+    await login(client, "quan")
+    resp = await client.get("/console/api/health")
+    assert resp.status == 503 and resp.headers["Cache-Control"] == "no-store"
+    body = await resp.json()
+    assert body["status"] == "degraded" and body["checks"]["database"]["ok"] is True
+    assert settings.rasa_url in body["checks"]["rasa"]["detail"]
 
 
 async def test_chat_turn_logs_are_masked(

@@ -78,7 +78,9 @@ def joined(body: dict[str, Any]) -> str:
 
 def rasa_heard(st: Stack, sender: str) -> list[str]:
     """The user messages Rasa's tracker holds for a conversation."""
-    _, tracker = http("GET", f"{st.settings.rasa_url}/conversations/{sender}/tracker")
+    # Rasa's API needs the token the stack made (bot run: RASA_TOKEN, or one per run)
+    _, tracker = http("GET", f"{st.settings.rasa_url}/conversations/{sender}/tracker"
+                             f"?token={st.settings.rasa_token}")
     return [e.get("text") for e in tracker.get("events", []) if e.get("event") == "user"]
 
 

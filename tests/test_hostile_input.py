@@ -52,6 +52,7 @@ ZALO = "/webhooks/zalo"
 SESSION = "fuzz0123session"
 ZALO_APP_ID = "fuzz-app-id"
 ZALO_SECRET = "fuzz-oa-secret-key"
+HEALTH_TOKEN = "fuzz-health-token"  # /healthz's details (README "Security checks")
 MAX_MESSAGE_BYTES = 1024
 REPLY_SECONDS = 10.0  # every request must be answered within this (the time limit)
 
@@ -140,7 +141,7 @@ def fuzz_settings(database_url: str, **overrides: Any) -> Settings:
         "zalo_app_id": ZALO_APP_ID, "zalo_oa_secret_key": ZALO_SECRET,
         "zalo_app_secret": "fuzz-app-secret", "zalo_access_token": "fuzz-token",
         "zalo_refresh_token": "fuzz-refresh", "zalo_api_base": dead, "zalo_oauth_base": dead,
-        "catalog_refresh": 3600.0,
+        "catalog_refresh": 3600.0, "health_token": HEALTH_TOKEN,
     }
     return Settings(**{**fields, **overrides})
 
@@ -342,7 +343,8 @@ def test_database_intact_after_injections(gateway: Gateway) -> None:
     for evil in INJECTIONS[:4]:
         gateway.request("POST", CHAT, json={"sender": evil, "text": evil})
         assert gateway.request("GET", SEARCH, params={"q": evil}).status in (200, 422)
-    reply = gateway.request("GET", "/healthz")
+    reply = gateway.request("GET", "/healthz",
+                            headers={"Authorization": f"Bearer {HEALTH_TOKEN}"})
     database = reply.json()["checks"]["database"]
     assert database["ok"] is True, database
     with session_scope(gateway.settings.database_url) as s:

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,15 @@ from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 
+HEALTH_TOKEN = "integration-health-token"  # /healthz's details (README "Security checks")
+MONITOR = {"Authorization": f"Bearer {HEALTH_TOKEN}"}
 
-def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+
+def http(method: str, url: str, body: dict | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, json.loads(resp.read())
@@ -43,7 +48,7 @@ def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def stack(trained) -> Iterator[Stack]:
     settings, model = trained
-    st = Stack(settings, model, log_dir=model.parent / "logs")
+    st = Stack(replace(settings, health_token=HEALTH_TOKEN), model, log_dir=model.parent / "logs")
     st.start()
     yield st
     st.stop()
@@ -74,10 +79,11 @@ def code_of(st: Stack, name_part: str) -> Procedure:
 
 
 def test_healthz_reports_all_parts_ok(stack: Stack) -> None:
-    status, body = http("GET", f"{base(stack)}/healthz")
+    status, body = http("GET", f"{base(stack)}/healthz", headers=MONITOR)
     assert status == 200, body
     assert body["status"] == "ok"
     assert all(body["checks"][k]["ok"] for k in ("rasa", "actions", "database"))
+    assert http("GET", f"{base(stack)}/healthz") == (200, {"status": "ok"})  # the public
 
 
 def test_birth_registration_conversation(stack: Stack) -> None:
@@ -249,6 +255,6 @@ def test_rasa_down_gives_apology_and_503(stack: Stack) -> None:
     status, body = http("POST", f"{base(stack)}/api/v1/chat", {"sender": "x", "text": "chào"})
     assert status == 503
     assert "Xin lỗi" in body["messages"][0]["text"]
-    status, body = http("GET", f"{base(stack)}/healthz")
+    status, body = http("GET", f"{base(stack)}/healthz", headers=MONITOR)
     assert status == 503 and body["checks"]["rasa"]["ok"] is False
     assert body["checks"]["database"]["ok"] is True

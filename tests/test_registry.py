@@ -6,6 +6,7 @@ test_registry_flow.py.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -531,3 +532,82 @@ def test_training_never_reads_the_test_file() -> None:
     trained_on = {_key(m.get("text")) for m in importer.get_nlu_data().intent_examples}
     assert len(trained_on) > 500
     assert not trained_on & {_key(t) for _, t in _examples(TEST_FILE)}
+
+
+# ---------------------------------------------------------------------------- queue mode
+
+
+def test_training_mode_setting() -> None:
+    assert Settings.from_env({}).training_mode == "inline"  # `bot run`: one machine
+    assert Settings.from_env({"TRAINING_MODE": " Queue "}).training_mode == "queue"
+    with pytest.raises(SystemExit, match="TRAINING_MODE"):
+        Settings.from_env({"TRAINING_MODE": "gpu"})
+
+
+def test_queue_mode_requests_and_the_trainer_service_trains(
+        reg: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fixed: a training started in the console ran in the gateway's container (a child
+    process of the gateway, under its 1 GiB limit); in queue mode the gateway only writes
+    the request and the trainer service runs it."""
+    from bot.registry import trainer, training_job
+
+    gateway = dataclasses.replace(reg, training_mode="queue")
+    spawned: list[object] = []
+    with monkeypatch.context() as m:
+        m.setattr(training_job.subprocess, "Popen",
+                  lambda *a, **k: spawned.append(a) or pytest.fail("spawned"))
+        job_id = start_training(gateway, "lan", evaluate=False)
+    assert spawned == []
+    job = get_job(gateway, job_id)
+    assert (job.status, job.background, job.pid) == ("queued", True, None)
+    assert "chờ máy huấn luyện" in job.phase and current_job(gateway).id == job_id
+    with pytest.raises(TrainingBusy, match="đang chờ"):
+        start_training(gateway, "minh")
+
+    # A training holding the lock (a terminal's `bot model train`): the trainer waits.
+    locks.acquire(reg.database_url, locks.TRAINING, "terminal-job")
+    assert trainer.run_trainer(reg, once=True) == 0 and get_job(reg, job_id).status == "queued"
+    locks.release(reg.database_url, locks.TRAINING, "terminal-job")
+
+    def fake_train(settings: Settings, job: TrainingJob, log_file: object,
+                   report: object) -> Path:
+        assert job.id == job_id and settings.models_dir == reg.models_dir
+        return fake_model(settings.models_dir, "20261201-000000-queued", "q1")
+
+    monkeypatch.setattr(training_job, "_train_child", fake_train)
+    assert trainer.run_trainer(reg, once=True) == 1  # the trainer's own process
+    job = get_job(gateway, job_id)
+    assert job.status == "succeeded" and job.model_id == "20261201-000000-queued"
+    assert job.host == socket.gethostname() and job.pid == os.getpid()
+    assert locks.read_lock(reg.database_url, locks.TRAINING) is None
+    assert get_model(reg, job.model_id).job_id == job_id
+    assert current_job(gateway) is None
+
+
+def test_queue_mode_cancel_waiting_and_running(reg: Settings) -> None:
+    from bot.registry import trainer, training_job
+
+    gateway = dataclasses.replace(reg, training_mode="queue")
+    waiting = start_training(gateway, "lan", evaluate=False)
+    job = training_job.cancel_training(gateway, waiting, "minh")
+    assert job.status == "cancelled" and "minh" in job.error
+    assert trainer.run_trainer(reg, once=True) == 0  # nothing left to claim
+    # A running one is in another container: the request goes through its row.
+    running = start_training(gateway, "lan", evaluate=False)
+    assert training_job.claim_next(reg) == running
+    job = training_job.cancel_training(gateway, running, "minh", wait=0.2)
+    assert job.status == "running"  # until the trainer's watcher stops it
+    assert training_job.cancel_requested(reg, running) == "minh"
+    locks.release(reg.database_url, locks.TRAINING, running)
+
+
+def test_trainer_liveness_file(tmp_path: Path) -> None:
+    from bot.registry import trainer
+
+    path = tmp_path / "alive"
+    assert not trainer.alive(path)
+    path.touch()
+    assert trainer.alive(path)
+    old = time.time() - 2 * trainer.ALIVE_WITHIN
+    os.utime(path, (old, old))
+    assert not trainer.alive(path)

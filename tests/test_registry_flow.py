@@ -101,6 +101,8 @@ def flow(trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
     reg = Settings.from_env({
         "DATABASE_URL": f"sqlite:///{base / 'registry.sqlite3'}", "MODELS_DIR": str(models),
         "RASA_URLS": own.rasa_url,
+        # Rasa's API token, made by the stack (bot run without RASA_TOKEN makes one per run)
+        "RASA_TOKEN": stack.settings.rasa_token,
     })
     try:
         yield Flow(stack, reg, good, worse_config(base / "config-worse.yml"))
@@ -118,9 +120,15 @@ def chat(stack: Stack, text: str) -> str:
                      for m in body["messages"])
 
 
+def served(stack: Stack) -> str | None:
+    """The model file the stack's Rasa serves (its /status, with the stack's API token)."""
+    status = server_status(stack.settings.rasa_url, token=stack.settings.rasa_token)
+    return (status or {}).get("model_file")
+
+
 def tracker_slot(stack: Stack, slot: str) -> object:
-    with urllib.request.urlopen(f"{stack.settings.rasa_url}/conversations/{SENDER}/tracker",
-                                timeout=60) as resp:
+    with urllib.request.urlopen(f"{stack.settings.rasa_url}/conversations/{SENDER}/tracker"
+                                f"?token={stack.settings.rasa_token}", timeout=60) as resp:
         return json.loads(resp.read())["slots"].get(slot)
 
 
@@ -215,10 +223,11 @@ def test_gate_refuses_a_worse_model_force_swaps_it_live_and_rollback_restores(
     for key in ("DATABASE_URL", "MODELS_DIR"):
         monkeypatch.setenv(key, str(getattr(reg, key.lower())))
     monkeypatch.setenv("RASA_URLS", reg.rasa_urls[0])
+    monkeypatch.setenv("RASA_TOKEN", reg.rasa_token)
     assert main(["model", "activate", bad.id]) == 1
     err = capsys.readouterr().err
     assert "không qua ngưỡng so sánh" in err and "Traceback" not in err
-    assert server_status(stack.settings.rasa_url)["model_file"] == flow.good.name
+    assert served(stack) == flow.good.name
 
     # --force swaps it into the running server; a turn sent meanwhile is answered, and the
     # conversation keeps its procedure (the follow-ups are payloads: the bad NLU is bad).
@@ -230,7 +239,7 @@ def test_gate_refuses_a_worse_model_force_swaps_it_live_and_rollback_restores(
     timer.join()
     sender.join(timeout=400)
     assert [s.outcome for s in forced.servers] == ["swapped"] and forced.kind == "force"
-    status = server_status(stack.settings.rasa_url)
+    status = server_status(stack.settings.rasa_url, token=stack.settings.rasa_token)
     assert status["model_file"] == f"{bad.id}.tar.gz" and status["model_id"] == bad.rasa_model_id
     assert birth in during["reply"] and "Phí, lệ phí" in during["reply"]
     reply = chat(stack, "/ask_processing_time")
@@ -240,7 +249,7 @@ def test_gate_refuses_a_worse_model_force_swaps_it_live_and_rollback_restores(
     # Rollback puts the good model back, still the same conversation, in plain words again.
     back = rollback(reg, by="tester")
     assert back.model.id == good_id and back.previous_id == bad.id
-    assert server_status(stack.settings.rasa_url)["model_file"] == flow.good.name
+    assert served(stack) == flow.good.name
     reply = chat(stack, "mất phí không")
     assert birth in reply and "Phí, lệ phí" in reply
     states = {m.id: (m.status, m.active) for m in list_models(reg)}
@@ -295,7 +304,7 @@ def test_a_failed_swap_restores_the_servers_already_swapped(flow: Flow) -> None:
     finally:
         fake.shutdown()
     assert "disk full" in str(failed.value) and "restored" in str(failed.value)
-    assert server_status(flow.stack.settings.rasa_url)["model_file"] == Path(serving.path).name
+    assert served(flow.stack) == Path(serving.path).name
     assert get_model(flow.reg, "active").id == serving.id
     assert get_model(flow.reg, model_id_for(copy)).status == "ready"
     assert activation_history(flow.reg) == history  # nothing recorded
@@ -322,6 +331,7 @@ async def test_console_model_pages_gate_roles_activate_and_rollback(flow: Flow) 
     console = Settings.from_env({"DATABASE_URL": reg.database_url,
                                  "MODELS_DIR": str(reg.models_dir),
                                  "RASA_URLS": reg.rasa_urls[0], "RASA_URL": reg.rasa_urls[0],
+                                 "RASA_TOKEN": reg.rasa_token,
                                  "ACTIONS_URL": stack.settings.actions_url})
 
     async def client_for(name: str) -> TestClient:
@@ -356,18 +366,18 @@ async def test_console_model_pages_gate_roles_activate_and_rollback(flow: Flow) 
         assert resp.status == 403  # forcing is for admins
         resp = await trainer.post(f"/console/models/{bad.id}/activate", data={"csrf": token})
         assert resp.status == 409 and "F1 có trọng số" in await resp.text()
-        assert server_status(stack.settings.rasa_url)["model_file"] == flow.good.name
+        assert served(stack) == flow.good.name
 
         token = await csrf_of(admin)
         resp = await admin.post(f"/console/models/{bad.id}/activate",
                                 data={"csrf": token, "force": "1"})
         assert resp.status == 200, await resp.text()
-        assert server_status(stack.settings.rasa_url)["model_file"] == f"{bad.id}.tar.gz"
+        assert served(stack) == f"{bad.id}.tar.gz"
 
         token = await csrf_of(trainer)
         resp = await trainer.post("/console/models/rollback", data={"csrf": token})
         assert resp.status == 200, await resp.text()
-        assert server_status(stack.settings.rasa_url)["model_file"] == flow.good.name
+        assert served(stack) == flow.good.name
         with session_scope(reg.database_url) as s:
             done = [(e.actor, e.action) for e in s.execute(select(AuditEntry).where(
                 AuditEntry.action.startswith("model.")).order_by(AuditEntry.id)).scalars()]
@@ -400,6 +410,7 @@ async def test_console_model_pages_in_a_browser(flow: Flow) -> None:
     console = Settings.from_env({"DATABASE_URL": reg.database_url,
                                  "MODELS_DIR": str(reg.models_dir),
                                  "RASA_URLS": reg.rasa_urls[0], "RASA_URL": reg.rasa_urls[0],
+                                 "RASA_TOKEN": reg.rasa_token,
                                  "ACTIONS_URL": stack.settings.actions_url})
     server = TestServer(create_app(console), host="127.0.0.1")
     await server.start_server()
@@ -445,10 +456,10 @@ async def test_console_model_pages_in_a_browser(flow: Flow) -> None:
             # Activate (forced, as an admin), then roll back.
             await page.click("text=Vẫn kích hoạt (quản trị)")
             await page.wait_for_selector("text=Đã lưu.", timeout=300_000)
-            assert server_status(stack.settings.rasa_url)["model_file"] == f"{bad.id}.tar.gz"
+            assert served(stack) == f"{bad.id}.tar.gz"
             await page.click("[data-testid='rollback']")
             await page.wait_for_selector("text=Đã lưu.", timeout=300_000)
-            assert server_status(stack.settings.rasa_url)["model_file"] == flow.good.name
+            assert served(stack) == flow.good.name
             row = page.locator("tr.current")
             assert good_id in await row.inner_text()
             assert not errors, errors

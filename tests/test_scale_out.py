@@ -30,6 +30,8 @@ from bot.gateway.rasa_client import replica_order
 from bot.stack import Stack
 from tests.conftest import free_port, throwaway_postgres
 
+HEALTH_TOKEN = "scale-out-health-token"  # /healthz's details (README "Security checks")
+
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
@@ -66,6 +68,7 @@ def stack(trained, pg_url: str, redis_server: PrivateRedis,
         "RASA_PORT": str(consecutive_ports(2)), "ACTIONS_PORT": str(consecutive_ports(2)),
         "BOT_PORT": str(free_port()), "MODELS_DIR": str(models),
         "RATE_LIMIT_PER_MINUTE": "0", "RATE_LIMIT_ADDRESS_PER_MINUTE": "0",
+        "HEALTH_TOKEN": HEALTH_TOKEN,  # chat_health reads the checks' details
     })
     st = Stack(settings, model, log_dir=trained_model.parent / "logs-scale")
     st.start(timeout=300)
@@ -242,10 +245,12 @@ def test_an_activation_reaches_every_replica(stack: Stack) -> None:
     result = activate(new.name, stack.settings, by="test", force=True)
     assert sorted(r.url for r in result.servers if r.outcome == "swapped") == sorted(
         stack.settings.rasa_urls)
+    token = stack.settings.rasa_token  # made by the stack: Rasa's API needs it
     for url in stack.settings.rasa_urls:
-        assert (server_status(url) or {}).get("model_file") == new.name
+        assert (server_status(url, token=token) or {}).get("model_file") == new.name
     stack.restart("rasa-2", timeout=300)
-    assert (server_status(stack.settings.rasa_urls[1]) or {}).get("model_file") == new.name
+    assert (server_status(stack.settings.rasa_urls[1], token=token) or {}).get(
+        "model_file") == new.name
     status, body = chat(stack, f"rollout-{uuid.uuid4().hex[:6]}", QUESTIONS[1])
     assert status == 200 and "Hồ sơ" in " ".join(m["text"] for m in body["messages"])
 
@@ -276,9 +281,11 @@ def test_redis_down_is_a_degraded_mode_not_an_outage(stack: Stack,
 
 
 def chat_health(st: Stack) -> tuple[int, dict[str, Any]]:
+    """/healthz with its details: as monitoring asks, with HEALTH_TOKEN."""
     url = f"http://{st.settings.bot_host}:{st.settings.bot_port}/healthz"
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {HEALTH_TOKEN}"})
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())

@@ -29,6 +29,7 @@ from bot.stack import REDIS_PASSWORD_ENV, Stack, lock_store_config
 from tests.conftest import free_port
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+RASA_TOKEN = "rasa-api-token"  # the fake replicas' --auth-token
 
 
 # --------------------------------------------------------------------------- settings
@@ -137,12 +138,14 @@ def test_answer_in_tracker_finds_the_turn_of_one_message() -> None:
 class FakeRasa:
     """A Rasa REST channel peer on loopback: answers, drops the connection after taking a
     message (`drop`), answers late (`delay`), and serves a tracker (`stored_from`: the
-    tracker holds the last message that peer took, answered "đã trả lời")."""
+    tracker holds the last message that peer took, answered "đã trả lời") only to a caller
+    with its API token, as Rasa run with `--auth-token` does (the webhook needs none)."""
 
     def __init__(self, name: str) -> None:
         self.name, self.drop, self.delay = name, False, 0.0
         self.posts: list[dict] = []
         self.stored_from: FakeRasa | None = None
+        self.token = RASA_TOKEN
         self.runner: web.AppRunner | None = None
         self.port = free_port()
 
@@ -161,6 +164,8 @@ class FakeRasa:
         return web.json_response([{"recipient_id": body["sender"], "text": self.name}])
 
     async def tracker(self, request: web.Request) -> web.Response:
+        if request.query.get("token") != self.token:
+            return web.json_response({"reason": "NotAuthenticated"}, status=401)
         events: list[dict] = []
         if self.stored_from is not None and self.stored_from.posts:
             mid = self.stored_from.posts[-1]["metadata"][MESSAGE_ID_KEY]
@@ -220,7 +225,8 @@ async def test_a_conversation_stays_on_its_replica_and_fails_over() -> None:
 async def test_a_replica_dying_after_answering_is_not_answered_twice() -> None:
     async for a, b in _peers():
         async with aiohttp.ClientSession() as session:
-            client = RasaClient(session, [a.url, b.url], "http://127.0.0.1:1")
+            client = RasaClient(session, [a.url, b.url], "http://127.0.0.1:1",
+                                token=RASA_TOKEN)
             first, second = _senders_for(a.url, [a.url, b.url])[:2]
             a.drop = True
             # A stored the turn before it died: the shared tracker (read via B) has it.

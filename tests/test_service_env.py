@@ -26,6 +26,7 @@ SPECIAL: dict[str, object] = {
     "zalo_api_base": "https://zalo.example",
     "zalo_oauth_base": "https://oauth.example",
     "trusted_proxies": "10.0.0.0/8,::1",
+    "training_mode": "queue",
 }
 
 

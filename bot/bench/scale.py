@@ -198,12 +198,14 @@ def _chat(settings: Settings, sender: str, message: str) -> tuple[int, str]:
 
 
 def _healthz(settings: Settings) -> dict[str, Any]:
+    """/healthz with its checks' details: as monitoring asks, with HEALTH_TOKEN."""
     import urllib.error
     import urllib.request
 
+    req = urllib.request.Request(f"http://{settings.bot_host}:{settings.bot_port}/healthz",
+                                 headers={"Authorization": f"Bearer {settings.health_token}"})
     try:
-        with urllib.request.urlopen(
-                f"http://{settings.bot_host}:{settings.bot_port}/healthz", timeout=30) as r:
+        with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read())
     except urllib.error.HTTPError as exc:
         return json.loads(exc.read())
@@ -227,7 +229,7 @@ def _run_phases(args: argparse.Namespace, model: Path, url: str, run_id: str,
             "ACTIONS_PORT": str(consecutive_ports(2)), "BOT_PORT": str(_port()),
             "MODELS_DIR": str(model.parent), "RATE_LIMIT_PER_MINUTE": "0",
             "RATE_LIMIT_ADDRESS_PER_MINUTE": "0", "RASA_TIMEOUT": "60",
-            "LOG_LEVEL": "WARNING"})
+            "LOG_LEVEL": "WARNING", "HEALTH_TOKEN": uuid.uuid4().hex})
         stack = Stack(settings, model, log_dir=ROOT / "var" / "loadtest" / run_id)
         _say(f"starting 2 Rasa replicas, 2 action servers and the gateway on {name}")
         started = time.monotonic()

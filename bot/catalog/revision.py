@@ -26,8 +26,14 @@ def catalog_revision(session: Session) -> int:
 
 def bump_revision(session: Session) -> None:
     """Add one to the revision inside the caller's transaction (atomic UPDATE)."""
+    bump_counter(session, KEY)
+
+
+def bump_counter(session: Session, key: str) -> None:
+    """Add one to a named counter inside the caller's transaction (atomic UPDATE): how
+    readers that cache something (the catalog index, the fee overrides) learn of a change."""
     result = session.execute(
-        update(CatalogCounter).where(CatalogCounter.key == KEY)
+        update(CatalogCounter).where(CatalogCounter.key == key)
         .values(number=CatalogCounter.number + 1)
         .execution_options(synchronize_session=False)
     )
@@ -35,10 +41,10 @@ def bump_revision(session: Session) -> None:
         return
     try:
         with session.begin_nested():
-            session.add(CatalogCounter(key=KEY, number=1))
+            session.add(CatalogCounter(key=key, number=1))
     except IntegrityError:  # another process created the row first
         session.execute(
-            update(CatalogCounter).where(CatalogCounter.key == KEY)
+            update(CatalogCounter).where(CatalogCounter.key == key)
             .values(number=CatalogCounter.number + 1)
             .execution_options(synchronize_session=False)
         )

@@ -54,6 +54,7 @@ def _register_tables() -> None:
     """Import the packages that keep their own tables on the shared Base."""
     import bot.console.inbox_models  # noqa: F401
     import bot.console.models  # noqa: F401
+    import bot.fees.models  # noqa: F401
     import bot.handover.models  # noqa: F401
     import bot.registry.models  # noqa: F401
 

@@ -21,12 +21,14 @@ from bot.console.models import ROLES, AuditEntry, Operator
 from bot.console.web import (
     COOKIE,
     JINJA_KEY,
+    LOGIN_FORM_BYTES,
     LOGIN_GATE_KEY,
     PRE_COOKIE,
     PREFIX,
     PROBLEMS,
     SETTINGS_KEY,
     USER_KEY,
+    FormTooLarge,
     NavItem,
     add_nav,
     address,
@@ -39,6 +41,7 @@ from bot.console.web import (
     safe_next,
     same_origin,
     set_cookie,
+    too_large_page,
 )
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -69,7 +72,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     transaction, the argon2 verification outside any transaction and bounded per process,
     then the session or the failure in a second transaction. Every attempt, refused or not,
     costs one verification, so timing does not tell which names exist."""
-    data = await form(request)
+    try:
+        data = await form(request, LOGIN_FORM_BYTES)
+    except FormTooLarge as exc:
+        return too_large_page(request, exc)
     pre = request.cookies.get(PRE_COOKIE, "")
     target = safe_next(data.get("next"))
     if not pre or not same_origin(request) or not hmac.compare_digest(

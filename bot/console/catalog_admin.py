@@ -2,6 +2,9 @@
 fee overrides, import a portal export. The rules are the catalog's own (bot.catalog,
 bot.fees.overrides); this module only adds validation messages for a form and the audit.
 
+A fee override edit is stored in the database (bot.fees.stored), where the action servers
+and every gateway read it; the shipped files in FEE_OVERRIDES_DIR stay the base.
+
 An operator's alias edit marks the procedure `source = "console"`: the start-up seed sync
 and later imports then leave it alone (bot.catalog.importers.load.CURATED_SOURCES), so the
 edit is not silently undone. The search index follows through the catalog revision; the
@@ -11,24 +14,23 @@ NLU's phrase matcher learns new aliases at the next training.
 from __future__ import annotations
 
 import hashlib
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from bot.atomic_file import write_atomic
 from bot.catalog.models import Alias, Procedure
 from bot.catalog.revision import bump_revision
 from bot.console.accounts import audit
-from bot.fees.overrides import OverrideError, load_file
+from bot.fees.overrides import OverrideError, load_file, load_text, override_files
+from bot.fees.stored import save_text, stored_text, stored_texts
 from bot.text import fold, nfc
 
 MAX_ALIASES = 40
 MAX_ALIAS_CHARS = 120
 MAX_OVERRIDE_BYTES = 256 * 1024
-_WRITE_LOCK = threading.Lock()
 
 
 class CatalogEditError(ValueError):
@@ -115,8 +117,9 @@ def set_aliases(s: Session, code: str, text: str, by: str, address: str | None =
     return len(aliases)
 
 
-def override_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+def override_names(s: Session, folder: Path) -> list[str]:
+    """Every province file an operator can open: the shipped ones and the saved ones."""
+    return sorted({p.name for p in override_files(folder)} | set(stored_texts(s)))
 
 
 def override_path(folder: Path, name: str) -> Path:
@@ -126,38 +129,65 @@ def override_path(folder: Path, name: str) -> Path:
     return folder / name
 
 
+def override_text(s: Session, folder: Path, name: str) -> str:
+    """What the services use for `name`: the saved edit, else the shipped file ('' if none)."""
+    path = override_path(folder, name)
+    saved = stored_text(s, name)
+    if saved is not None:
+        return saved
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
+def _too_large(data: str) -> str | None:
+    """The operator's message for a file over MAX_OVERRIDE_BYTES, None when it fits."""
+    size = len(data.encode())
+    if size <= MAX_OVERRIDE_BYTES:
+        return None
+    return (f"tệp dài {(size + 1023) // 1024} KB, quá giới hạn {MAX_OVERRIDE_BYTES // 1024} KB "
+            "của một tệp: hãy rút gọn (bỏ bớt chú thích, gộp các quy định giống nhau) rồi "
+            "lưu lại; nội dung bạn gõ vẫn ở dưới đây")
+
+
+def _province_owners(s: Session, folder: Path, skip: str) -> dict[str, str]:
+    """Province code → the other file (shipped or saved) that holds its rules."""
+    sources: dict[str, Path | str] = {p.name: p for p in override_files(folder)}
+    sources.update(stored_texts(s))
+    owners: dict[str, str] = {}
+    for name, source in sorted(sources.items()):
+        if name == skip:
+            continue
+        try:
+            code = (load_file(source) if isinstance(source, Path) else load_text(name, source))[0]
+        except OverrideError:
+            continue  # a broken neighbour is reported by `bot fees check`, not here
+        owners.setdefault(code, name)
+    return owners
+
+
 def save_override(s: Session, folder: Path, name: str, text: str, by: str,
                   address: str | None = None) -> str:
-    """Validate a province's override file with the loader the services use, then write it
-    atomically; returns the province code. Nothing is written when anything is wrong."""
-    path = override_path(folder, name)
+    """Validate a province's override with the loader the services use, then store it in
+    the database (every replica reads it there; `bot fees export` writes the files for
+    review); returns the province code. Nothing is stored when anything is wrong."""
+    override_path(folder, name)
     data = nfc(text).replace("\r\n", "\n")
-    if len(data.encode()) > MAX_OVERRIDE_BYTES:
-        raise CatalogEditError("tệp quá lớn")
-    found: list[str] = []
-
-    def check(written: Path) -> None:
-        """The file as the services will read it: valid, and the only one of its province."""
-        try:
-            code, _ = load_file(written)
-        except OverrideError as exc:
-            raise CatalogEditError(str(exc).replace(written.name, name)) from exc
-        others: dict[str, str] = {}
-        for other in override_files(folder):
-            if other.name == name or other.name.startswith("."):
-                continue
-            try:
-                others[load_file(other)[0]] = other.name
-            except OverrideError:
-                continue  # a broken neighbour is reported by `bot fees check`, not here
-        if code in others:
-            raise CatalogEditError(f"tỉnh {code} đã có tệp {others[code]} (mỗi tỉnh một tệp)")
-        found.append(code)
-
-    with _WRITE_LOCK:
-        old = path.read_text(encoding="utf-8") if path.exists() else ""
-        write_atomic(path, data, check)
-    code = found[0]
+    problem = _too_large(data)
+    if problem:
+        raise CatalogEditError(problem)
+    try:
+        code, _ = load_text(name, data)
+    except OverrideError as exc:
+        raise CatalogEditError(str(exc)) from exc
+    owner = _province_owners(s, folder, name).get(code)
+    if owner is not None:
+        raise CatalogEditError(f"tỉnh {code} đã có tệp {owner} (mỗi tỉnh một tệp)")
+    old = override_text(s, folder, name)
+    try:
+        with s.begin_nested():
+            save_text(s, name, code, data, by)
+    except IntegrityError as exc:  # another operator saved this province under another name
+        raise CatalogEditError(f"tỉnh {code} vừa được lưu ở một tệp khác "
+                               "(mỗi tỉnh một tệp)") from exc
     audit(s, by, "fees.override", name, {
         "province": code, "before_sha256": hashlib.sha256(old.encode()).hexdigest()[:16],
         "after_sha256": hashlib.sha256(data.encode()).hexdigest()[:16]}, address)

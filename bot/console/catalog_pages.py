@@ -38,8 +38,9 @@ async def catalog_page(request: web.Request) -> web.StreamResponse:
     query = request.query.get("q", "").strip()[:200]
     found = await db(request, lambda s: ca.find_procedures(s, query)) if query else []
     folder = request.app[SETTINGS_KEY].fee_overrides_dir
-    return render(request, "catalog.html", query=query, found=found,
-                  files=[p.name for p in ca.override_files(folder)], report=None, error=None)
+    files = await db(request, lambda s: ca.override_names(s, folder))
+    return render(request, "catalog.html", query=query, found=found, files=files,
+                  report=None, error=None)
 
 
 @guarded("catalog.edit")
@@ -73,10 +74,9 @@ async def fees_page(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     folder = request.app[SETTINGS_KEY].fee_overrides_dir
     try:
-        path = ca.override_path(folder, name)
+        text = await db(request, lambda s: ca.override_text(s, folder, name))
     except ca.CatalogEditError as exc:
         return render(request, "error.html", status=404, message=str(exc))
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
     return render(request, "fees_edit.html", name=name, text=text, error=None, exists=bool(text))
 
 
@@ -127,7 +127,7 @@ async def import_upload(request: web.Request) -> web.StreamResponse:
     user = request[USER_KEY]
     settings = request.app[SETTINGS_KEY]
     folder = settings.fee_overrides_dir
-    files = [p.name for p in ca.override_files(folder)]
+    files = await db(request, lambda s: ca.override_names(s, folder))
     try:
         path, original = await _receive_upload(request)
     except ca.CatalogEditError as exc:

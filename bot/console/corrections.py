@@ -1,10 +1,16 @@
-"""Operator corrections written into the NLU training data (`data/nlu/corrections.yml`).
+"""Operator corrections as NLU training data: stored in the database, exported to
+`data/nlu/corrections.yml` for review.
 
-A correction from the NLU inbox becomes one training example in Rasa's YAML format, in one
-file that only this module writes, so a reviewer sees exactly what operators taught the bot
-in `git diff`. The file is regenerated from its parsed content on every write: intents
-sorted, examples sorted, one block per intent, so two operators adding the same examples in
-another order produce the same bytes.
+A correction from the NLU inbox becomes one training example in Rasa's YAML format. The
+console stores it in the database (`store_example`, table `nlu_corrections`): with several
+gateway replicas a file written inside one container reached neither the others nor the
+training, and vanished on redeploy. Training adds the stored examples the NLU folder lacks
+(`pending_document`, bot.training); `bot nlu export-corrections` writes them into the one
+file that only this module writes (`export_corrections`, or `add_example` for one), so a
+reviewer sees exactly what operators taught the bot in `git diff`. The file is
+regenerated from its parsed content on every write: intents sorted, examples sorted, one
+block per intent, so two operators adding the same examples in another order produce the
+same bytes.
 
 Safety rules, each refused with a Vietnamese message for the console:
 
@@ -17,12 +23,15 @@ Safety rules, each refused with a Vietnamese message for the console:
   (`bot.text.mask_pii`, the detector the logs use, decides what counts);
 * the new file must load through Rasa's own YAML reader with the example and its entities
   intact, without a warning, before it replaces the old one (temp file + `os.replace`, under
-  an exclusive lock on the folder, so two operators never corrupt or lose each other's work).
+  an exclusive lock on the folder, so two operators never corrupt or lose each other's work);
+  a stored example must load the same way in the file it will be exported to, and two
+  replicas storing the same text meet the table's unique key.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -32,13 +41,18 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bot.atomic_file import write_atomic
 from bot.config import ROOT
+from bot.console.inbox_models import NluCorrection
 from bot.text import mask_pii, nfc
 
 OUT_OF_SCOPE = "out_of_scope"
@@ -355,3 +369,92 @@ def add_example(text: str, intent: str, entities: Iterable[EntitySpan] = (), *,
         _rasa_check(content, path, intent, plain, placed)
         write_atomic(path, content)
     return AddedExample(path=path, intent=intent, example=line, text=plain)
+
+
+# --------------------------------------------------------------------------- database
+
+
+def key_digest(plain: str) -> str:
+    """The stored form of `dedup_key`: fixed length, so that it can carry a unique index."""
+    return hashlib.sha256(dedup_key(plain).encode()).hexdigest()
+
+
+def stored_corrections(session: Session) -> list[NluCorrection]:
+    """Every stored correction, oldest first."""
+    return list(session.execute(select(NluCorrection).order_by(NluCorrection.id)).scalars())
+
+
+def _pending_blocks(session: Session, nlu_dir: Path,
+                    blocks: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """`blocks` plus the stored corrections whose text no file of `nlu_dir` holds yet (an
+    exported, committed correction is not repeated: Rasa refuses a text twice)."""
+    out = {intent: list(lines) for intent, lines in (blocks or {}).items()}
+    known = existing_examples(nlu_dir)
+    for row in stored_corrections(session):
+        if dedup_key(row.text) not in known:
+            out.setdefault(row.intent, []).append(row.example)
+    return out
+
+
+def pending_document(session: Session, nlu_dir: Path) -> str | None:
+    """The stored corrections missing from `nlu_dir` as a Rasa NLU file (what training adds
+    to the shipped data), None when there are none."""
+    blocks = _pending_blocks(session, nlu_dir)
+    return _render(blocks) if blocks else None
+
+
+def _duplicate_in(session: Session, plain: str, corrections_file: Path) -> None:
+    """DuplicateExample when the text is an example of the NLU folder or a stored one."""
+    key = dedup_key(plain)
+    known = existing_examples(corrections_file.parent).get(key)
+    if known is not None:
+        where, label = known
+        raise DuplicateExample(
+            f"Câu này đã có trong {where.name} (ý định {label}): không thêm lần nữa.",
+            where, label)
+    row = session.execute(select(NluCorrection).where(
+        NluCorrection.key_sha256 == key_digest(plain))).scalar_one_or_none()
+    if row is not None:
+        raise DuplicateExample(
+            f"Câu này đã được cán bộ {row.created_by} thêm (ý định {row.intent}), chờ xuất ra "
+            f"{corrections_file.name}: không thêm lần nữa.", corrections_file, row.intent)
+
+
+def store_example(session: Session, text: str, intent: str,
+                  entities: Iterable[EntitySpan] = (), *, corrections_file: Path, by: str,
+                  domain_file: Path = DOMAIN_FILE) -> AddedExample:
+    """Store one correction in the database (the caller commits); refuse duplicates and
+    invalid input exactly as `add_example` does.
+
+    `corrections_file` is where `export_corrections` will write it: its folder is the NLU
+    data the text must not already be in, and the file with every stored correction added
+    must load through Rasa's reader. Raises `DuplicateExample` or `CorrectionError`.
+    """
+    line, plain, placed = prepare(text, intent, entities, domain_file=domain_file)
+    _duplicate_in(session, plain, corrections_file)
+    blocks = _pending_blocks(session, corrections_file.parent, _read_blocks(corrections_file))
+    blocks.setdefault(intent, []).append(line)
+    _rasa_check(_render(blocks), corrections_file, intent, plain, placed)
+    try:
+        with session.begin_nested():
+            session.add(NluCorrection(
+                key_sha256=key_digest(plain), intent=intent, example=line, text=plain,
+                created_by=by[:64], created_at=datetime.now(timezone.utc).replace(tzinfo=None)))
+    except IntegrityError:  # another replica stored the same text a moment ago
+        _duplicate_in(session, plain, corrections_file)
+        raise
+    return AddedExample(path=corrections_file, intent=intent, example=line, text=plain)
+
+
+def export_corrections(session: Session, corrections_file: Path) -> int:
+    """Write the stored corrections the NLU folder lacks into `corrections_file` (sorted,
+    as `add_example` writes it); returns how many were added. For review in git: the
+    reviewer commits the file, and training then finds them there."""
+    corrections_file.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(corrections_file.parent):
+        before = _read_blocks(corrections_file)
+        blocks = _pending_blocks(session, corrections_file.parent, before)
+        added = sum(map(len, blocks.values())) - sum(map(len, before.values()))
+        if added:
+            write_atomic(corrections_file, _render(blocks))
+    return added

@@ -2,11 +2,12 @@
 
 A message lands in the inbox when the NLU fell back (`nlu_fallback`), when its top intent's
 confidence is below `INBOX_CONFIDENCE`, or when the citizen gave the answer to it a thumbs
-down; it leaves when an operator decides: the right intent and entities (`correct`, written
-to the training data), "not our job" (`mark_out_of_scope`, also training data, intent
-`out_of_scope`) or `ignore`. The decision is a row of `nlu_reviews`; the message itself
-stays in Rasa's `events` table. `suggest` returns what the NLU itself thought, so that the
-common case, "the NLU was right but unsure", is one click.
+down; it leaves when an operator decides: the right intent and entities (`correct`, a
+training example stored in the database, see bot.console.corrections), "not our job"
+(`mark_out_of_scope`, also a training example, intent `out_of_scope`) or `ignore`. The
+decision is a row of `nlu_reviews`; the message itself stays in Rasa's `events` table.
+`suggest` returns what the NLU itself thought, so that the common case, "the NLU was right
+but unsure", is one click.
 
 Button payloads ("/ask_fee{...}") are never inbox items: they are not language. A thumbs
 down on the answer to a button goes to the last message the citizen typed before it.
@@ -43,7 +44,7 @@ from bot.console.corrections import (
     AddedExample,
     DuplicateExample,
     EntitySpan,
-    add_example,
+    store_example,
 )
 from bot.console.inbox_models import NluReview
 
@@ -284,13 +285,14 @@ def _record(session: Session, item: InboxItem, status: str, by: str, intent: str
     return review
 
 
-def _add(item: InboxItem, intent: str, spans: Sequence[EntitySpan],
-         corrections_file: Path | None, domain_file: Path) -> AddedExample | None:
-    """Write the example; a text already labelled with this same intent is not an error."""
+def _add(session: Session, item: InboxItem, intent: str, spans: Sequence[EntitySpan],
+         by: str, corrections_file: Path | None, domain_file: Path) -> AddedExample | None:
+    """Store the example in the database, in the review's transaction (so both or neither
+    are kept); a text already labelled with this same intent is not an error."""
     try:
-        return add_example(item.text, intent, spans,
-                           corrections_file=corrections_file or _settings().nlu_corrections_file,
-                           domain_file=domain_file)
+        return store_example(session, item.text, intent, spans, by=by,
+                             corrections_file=corrections_file
+                             or _settings().nlu_corrections_file, domain_file=domain_file)
     except DuplicateExample as exc:
         if exc.intent == intent:
             return None
@@ -311,7 +313,7 @@ def correct(session: Session, item_id: int, intent: str,
     if not (by or "").strip():
         raise InboxError("Thiếu tên cán bộ xử lý.")
     spans = _spans(entities)
-    added = _add(item, intent, spans, corrections_file, domain_file)
+    added = _add(session, item, intent, spans, by, corrections_file, domain_file)
     return _record(session, item, "corrected", by, intent, spans, added)
 
 
@@ -322,7 +324,7 @@ def mark_out_of_scope(session: Session, item_id: int, by: str, *,
     item = _open_item(session, item_id)
     if not (by or "").strip():
         raise InboxError("Thiếu tên cán bộ xử lý.")
-    added = _add(item, OUT_OF_SCOPE, [], corrections_file, domain_file)
+    added = _add(session, item, OUT_OF_SCOPE, [], by, corrections_file, domain_file)
     return _record(session, item, "out_of_scope", by, OUT_OF_SCOPE, [], added)
 
 

@@ -31,3 +31,25 @@ class NluReview(Base):
     example = Column(Text)
     reviewed_by = Column(String(64), nullable=False)
     reviewed_at = Column(DateTime, nullable=False)
+
+
+class NluCorrection(Base):
+    """A training example an operator added in the NLU inbox.
+
+    Kept here rather than written into data/nlu/corrections.yml inside one container: every
+    gateway replica sees the others' corrections (duplicates are refused across replicas by
+    the unique key), training reads them (bot.training), and nothing is lost on redeploy.
+    `bot nlu export-corrections` writes them into the corrections file for review in git.
+    """
+
+    __tablename__ = "nlu_corrections"
+
+    id = Column(Integer, primary_key=True)
+    # SHA-256 of the text as examples are compared (corrections.dedup_key): a unique index
+    # on the text itself would exceed PostgreSQL's index row size for a long message.
+    key_sha256 = Column(String(64), nullable=False, unique=True)
+    intent = Column(String(64), nullable=False)
+    example = Column(Text, nullable=False)  # the line in Rasa markup (entities annotated)
+    text = Column(Text, nullable=False)  # its plain text
+    created_by = Column(String(64), nullable=False)
+    created_at = Column(DateTime, nullable=False)

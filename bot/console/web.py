@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import jinja2
 from aiohttp import web
@@ -29,7 +29,9 @@ from sqlalchemy.orm import Session
 from bot.catalog.db import session_scope
 from bot.config import Settings
 from bot.console.accounts import WINDOW_MINUTES, LoggedIn, session_for
+from bot.console.catalog_admin import MAX_OVERRIDE_BYTES
 from bot.console.conversations import VIETNAM
+from bot.gateway.errors import ApiError, read_body
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,6 +46,16 @@ JINJA_KEY = web.AppKey("console_jinja", jinja2.Environment)
 # Bounds this process's concurrent argon2 verifications (accounts.verify_bounded).
 LOGIN_GATE_KEY = web.AppKey("console_login_gate", asyncio.Semaphore)
 USER_KEY = "console_user"
+FORM_KEY = "console_form"  # request state: the form, read once (the guard reads it first)
+
+# The console's own body limits, not the chat's (bot.gateway.app.body_limit, ~15 KB). The
+# largest text a console form carries is a fee override file (MAX_OVERRIDE_BYTES of UTF-8);
+# a browser sends it urlencoded, every non-ASCII byte as "%XX", so a file at the limit is up
+# to 3x that on the wire. Twice as much again, so that a file somewhat over the limit still
+# reaches its handler, which answers with the form, the operator's text and what is wrong.
+FORM_BYTES = 2 * 3 * MAX_OVERRIDE_BYTES + 64 * 1024
+# The login form is read before anyone is known: a name, a password and two tokens.
+LOGIN_FORM_BYTES = 16 * 1024
 
 # What each role may do. Agents answer citizens; trainers keep the NLU and the catalog good;
 # admins also manage accounts and read the audit log.
@@ -105,7 +117,7 @@ def jinja_env() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
     env.globals.update(PREFIX=PREFIX, ROLE_LABELS=ROLE_LABELS, can=can, nav_items=nav_items,
-                       VN=VIETNAM)
+                       VN=VIETNAM, MAX_OVERRIDE_KB=MAX_OVERRIDE_BYTES // 1024)
     env.filters["vn"] = vn_time
     return env
 
@@ -212,9 +224,58 @@ def same_origin(request: web.Request) -> bool:
     return parts.netloc == request.host
 
 
-async def form(request: web.Request) -> dict[str, str]:
-    data = await request.post()
-    return {k: str(v) for k, v in data.items() if isinstance(v, str)}
+class FormTooLarge(Exception):
+    """A console form over its body limit: answered with a page saying so (`too_large_page`),
+    never a bare 413, so that the operator knows the edit was not saved and why."""
+
+    def __init__(self, limit: int, size: int | None) -> None:
+        super().__init__(f"form body over {limit} bytes")
+        self.limit = limit
+        self.size = size  # from Content-Length; None when the body came chunked
+
+
+async def form(request: web.Request, limit: int = FORM_BYTES) -> dict[str, str]:
+    """The urlencoded form of a console POST, read once per request with the console's
+    limit (FormTooLarge beyond it).
+
+    Not `request.post()`: that applies the app's `client_max_size`, sized for chat messages,
+    and a fee override file of ~8 KB of Vietnamese got a bare 413 that lost the edit.
+    """
+    cached = request.get(FORM_KEY)
+    if cached is not None:
+        return cached
+    try:
+        raw = await read_body(request, limit)
+    except ApiError as exc:
+        raise FormTooLarge(limit, request.content_length) from exc
+    if request.content_type != "application/x-www-form-urlencoded":
+        data: dict[str, str] = {}  # as `request.post()`: other bodies carry no form
+    else:
+        charset = request.charset or "utf-8"
+        text = raw.decode(charset, errors="replace")
+        data = dict(parse_qsl(text, keep_blank_values=True, encoding=charset,
+                              errors="replace"))
+    request[FORM_KEY] = data
+    return data
+
+
+def kilobytes(size: int) -> str:
+    return f"{(size + 1023) // 1024:,}".replace(",", ".")
+
+
+def too_large_page(request: web.Request, exc: FormTooLarge) -> web.Response:
+    """413 as a console page: what was refused, the limit, and how to get the text back.
+
+    The connection is closed: the rest of the body was never read.
+    """
+    sent = f" ({kilobytes(exc.size)} KB)" if exc.size else ""
+    resp = render(request, "error.html", status=413, message=(
+        f"Nội dung gửi lên quá lớn{sent}: tối đa {kilobytes(exc.limit)} KB cho một biểu mẫu, "
+        "nên chưa được lưu. Nội dung bạn vừa sửa vẫn còn trong trình duyệt: bấm nút Quay lại "
+        "(Back) để lấy lại, sao lưu ra một tệp, rút gọn rồi gửi lại. Tệp quy định phí của "
+        f"một tỉnh dài tối đa {kilobytes(MAX_OVERRIDE_BYTES)} KB."))
+    resp.force_close()
+    return resp
 
 
 def wants_json(request: web.Request) -> bool:
@@ -240,22 +301,31 @@ def guarded(permission: str) -> Callable[[Handler], Handler]:
             if user.role not in PERMISSIONS[permission]:
                 return render(request, "error.html", status=403,
                               message="Vai trò của bạn không được làm việc này.")
-            if request.method not in ("GET", "HEAD"):
-                sent = request.headers.get("X-CSRF-Token")
-                if sent is None and request.content_type == "multipart/form-data":
-                    # An upload is streamed by its handler (no size-capped body read here):
-                    # its form carries the token in the action URL instead.
-                    sent = request.query.get("csrf", "")
-                if sent is None:
-                    sent = (await form(request)).get("csrf", "")
-                if not same_origin(request) or not hmac.compare_digest(
-                        sent.encode(), user.csrf_token.encode()):
-                    if wants_json(request):
-                        raise web.HTTPForbidden(text="CSRF token sai.")
-                    return render(request, "error.html", status=403,
-                                  message=PROBLEMS["csrf"])
-            return await handler(request)
+            try:
+                return await _checked(request, user, handler)
+            except FormTooLarge as exc:
+                return too_large_page(request, exc)
 
         return guard
 
     return wrap
+
+
+async def _checked(request: web.Request, user: LoggedIn, handler: Handler
+                   ) -> web.StreamResponse:
+    """The CSRF checks of a state-changing request, then the handler."""
+    if request.method not in ("GET", "HEAD"):
+        sent = request.headers.get("X-CSRF-Token")
+        if sent is None and request.content_type == "multipart/form-data":
+            # An upload is streamed by its handler (no size-capped body read here):
+            # its form carries the token in the action URL instead.
+            sent = request.query.get("csrf", "")
+        if sent is None:
+            sent = (await form(request)).get("csrf", "")
+        if not same_origin(request) or not hmac.compare_digest(
+                sent.encode(), user.csrf_token.encode()):
+            if wants_json(request):
+                raise web.HTTPForbidden(text="CSRF token sai.")
+            return render(request, "error.html", status=403,
+                          message=PROBLEMS["csrf"])
+    return await handler(request)

@@ -71,7 +71,7 @@ def cmd_fees_explain(args: argparse.Namespace, settings: Settings) -> int:
         day = parse_day(args.date if args.date is not None else settings.fee_date)
         province = parse_province(args.province if args.province is not None
                                   else settings.province)
-        book = FeeBook.load(settings.fee_overrides_dir)
+        book = FeeBook.load(settings.fee_overrides_dir, settings.database_url)
     except (FeeInputError, OverrideError) as exc:
         print(f"Lỗi: {exc}", file=sys.stderr)
         return 2
@@ -104,12 +104,29 @@ def cmd_fees_check(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     for code, rules in sorted(book.overrides.items()):
         print(f"tỉnh {code}: {len(rules)} quy định")
-    print(f"{folder}: hợp lệ")
+    print(f"{folder} và các bản sửa trong cơ sở dữ liệu: hợp lệ")
+    return 0
+
+
+def cmd_fees_export(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the overrides saved in the console into files, for review and commit."""
+    from pathlib import Path
+
+    from bot.catalog.db import session_scope
+    from bot.fees.stored import export
+
+    folder = Path(args.folder) if args.folder else settings.fee_overrides_dir
+    with session_scope(settings.database_url) as s:
+        written = export(s, folder)
+    for path in written:
+        print(f"đã ghi {path}")
+    print(f"{len(written)} tệp thay đổi trong {folder}"
+          + (": xem lại bằng git diff rồi commit" if written else ""))
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """`bot fees explain | check`."""
+    """`bot fees explain | check | export`."""
     from bot.fees.situations import SITUATIONS
 
     f = sub.add_parser("fees", help="fee rules: explain a decision, check override files")
@@ -128,6 +145,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="declared situations: " + ", ".join(SITUATIONS))
     ex.add_argument("--json", action="store_true", help="one JSON object per channel")
     ex.set_defaults(func=cmd_fees_explain)
-    ck = fsub.add_parser("check", help="validate the override files (data/fees/*.yaml)")
+    ck = fsub.add_parser("check", help="validate the override files (data/fees/*.yaml) and "
+                         "the overrides saved in the console (the database)")
     ck.add_argument("folder", nargs="?", help="folder of override files (FEE_OVERRIDES_DIR)")
     ck.set_defaults(func=cmd_fees_check)
+    xp = fsub.add_parser("export", help="write the overrides saved in the console (the "
+                         "database) into the folder, for review in git")
+    xp.add_argument("folder", nargs="?", help="target folder (default: FEE_OVERRIDES_DIR)")
+    xp.set_defaults(func=cmd_fees_export)

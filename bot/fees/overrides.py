@@ -29,6 +29,7 @@ File format (see README, "Phí, lệ phí"):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from typing import Any
 from bot.fees.provinces import find_province
 from bot.fees.rules import RULE_CHANNELS, Rule
 from bot.fees.situations import SITUATIONS
-from bot.yamlfile import iso_day, read_yaml
+from bot.yamlfile import iso_day, parse_yaml, read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERRIDES_DIR = ROOT / "data" / "fees"
@@ -162,8 +163,16 @@ def _rules(raw: Any, n: int, jurisdiction: str, source: str, problems: list[str]
 
 def load_file(path: Path) -> tuple[str, list[Rule]]:
     """(province code, rules) of one override file, or OverrideError listing its problems."""
-    name = path.name
-    data = read_yaml(path, OverrideError, name)
+    return _validated(path.name, read_yaml(path, OverrideError, path.name))
+
+
+def load_text(name: str, text: str) -> tuple[str, list[Rule]]:
+    """`load_file` for an override kept in the database (edited in the console) under `name`."""
+    return _validated(name, parse_yaml(text, OverrideError, name))
+
+
+def _validated(name: str, data: Any) -> tuple[str, list[Rule]]:
+    """(province code, rules) of one parsed override document, or OverrideError."""
     if not isinstance(data, dict):
         raise OverrideError(f"{name}: cần các khóa jurisdiction, authority, fees")
     problems: list[str] = []
@@ -190,27 +199,40 @@ def load_file(path: Path) -> tuple[str, list[Rule]]:
     return code, rules
 
 
-def load_overrides(folder: Path = OVERRIDES_DIR) -> dict[str, list[Rule]]:
-    """Every `*.yaml` file of `folder`, by province code; OverrideError lists all problems.
-
-    A missing folder means no local rules (national fees only). Two files for the same
-    province are refused: which one wins would depend on file names.
-    """
+def override_files(folder: Path) -> list[Path]:
+    """The override files shipped in `folder` (`*.yaml`, hidden files excepted)."""
     if not folder.is_dir():
-        return {}
+        return []
+    return [p for p in sorted(folder.glob("*.yaml")) if not p.name.startswith(".")]
+
+
+def load_overrides(folder: Path = OVERRIDES_DIR,
+                   stored: Mapping[str, str] | None = None) -> dict[str, list[Rule]]:
+    """Every override by province code: the `*.yaml` files of `folder`, where `stored`
+    (name → text: the console's edits, kept in the database) replaces a file of the same
+    name or adds one. OverrideError lists all problems.
+
+    A missing folder means no shipped files. Two files for the same province are refused:
+    which one wins would depend on file names.
+    """
+    stored = stored or {}
+    sources: dict[str, Path | str] = {p.name: p for p in override_files(folder)}
+    sources.update(stored)
     out: dict[str, list[Rule]] = {}
     owner: dict[str, str] = {}
     errors: list[str] = []
-    for path in sorted(folder.glob("*.yaml")):
+    for name in sorted(sources):
+        source = sources[name]
         try:
-            code, rules = load_file(path)
+            code, rules = load_file(source) if isinstance(source, Path) \
+                else load_text(name, source)
         except OverrideError as exc:
             errors.append(str(exc))
             continue
         if code in owner:
-            errors.append(f"{path.name}: tỉnh {code} đã có tệp {owner[code]} (mỗi tỉnh một tệp)")
+            errors.append(f"{name}: tỉnh {code} đã có tệp {owner[code]} (mỗi tỉnh một tệp)")
             continue
-        owner[code] = path.name
+        owner[code] = name
         out[code] = rules
     if errors:
         raise OverrideError("\n".join(errors))

@@ -14,12 +14,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot.catalog.models import Procedure
 from bot.config import Settings
 from bot.fees.overrides import OVERRIDES_DIR, OverrideError, load_overrides
 from bot.fees.provinces import Province, find_province
 from bot.fees.rules import CHANNELS, COUNCIL, Decision, Rule, resolve
 from bot.fees.store import rules_of
+from bot.fees.stored import read_revision, read_stored
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +43,11 @@ class FeeBook:
     overrides: dict[str, list[Rule]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, folder: Path = OVERRIDES_DIR) -> FeeBook:
-        """Read and validate every override file (OverrideError lists all problems)."""
-        return cls(load_overrides(folder))
+    def load(cls, folder: Path = OVERRIDES_DIR, database_url: str | None = None) -> FeeBook:
+        """Read and validate every override (OverrideError lists all problems): the files
+        of `folder`, and the console's edits stored in the database of `database_url`."""
+        stored = read_stored(database_url)[1] if database_url else None
+        return cls(load_overrides(folder, stored))
 
     def rules_for(self, p: Procedure, province: str | None) -> list[Rule]:
         return rules_of(p) + (self.overrides.get(province, []) if province else [])
@@ -79,12 +84,22 @@ def _signature(folder: Path) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-class LiveFeeBook:
-    """A FeeBook that follows edits of the override files without a restart.
+Signature = tuple[tuple[tuple[str, str], ...], int]
 
-    Long-running processes (action server, gateway) call `get()` per answer; the folder is
-    looked at most every `check_every` seconds. An edit that makes a file invalid is logged
-    and the last valid rules stay in force: a typo must not silently drop Hà Nội's rule.
+
+def _sources(folder: Path, database_url: str | None) -> Signature:
+    """What changes when an override changes: the folder's files and, with a database,
+    the stored overrides' revision (one query: every replica sees a console edit)."""
+    return _signature(folder), read_revision(database_url) if database_url else 0
+
+
+class LiveFeeBook:
+    """A FeeBook that follows edits of the overrides without a restart.
+
+    Long-running processes (action server, gateway) call `get()` per answer; the folder and
+    the database's override revision are looked at most every `check_every` seconds. An
+    edit that makes a file invalid is logged and the last valid rules stay in force: a typo
+    must not silently drop Hà Nội's rule.
 
     Invalid files at start raise OverrideError, unless `strict` is False: then the book
     starts with national rules only (the error is logged and kept in `error`) and picks up
@@ -92,14 +107,15 @@ class LiveFeeBook:
     """
 
     def __init__(self, folder: Path = OVERRIDES_DIR, check_every: float = 5.0,
-                 strict: bool = True) -> None:
+                 strict: bool = True, database_url: str | None = None) -> None:
         self.folder = folder
         self.check_every = check_every
+        self.database_url = database_url
         self._lock = threading.Lock()
-        self._signature = _signature(folder)
+        self._signature: Signature | None = _sources(folder, database_url)
         self.error: str | None = None
         try:
-            self._book = FeeBook.load(folder)
+            self._book = FeeBook.load(folder, database_url)
         except OverrideError as exc:
             if strict:
                 raise
@@ -113,14 +129,21 @@ class LiveFeeBook:
             if now - self._checked < self.check_every:
                 return self._book
             self._checked = now
-            signature = _signature(self.folder)
+            try:
+                signature = _sources(self.folder, self.database_url)
+            except SQLAlchemyError as exc:  # a database hiccup: keep answering
+                log.warning("fee overrides not checked (database): %s", exc)
+                return self._book
             if signature == self._signature:
                 return self._book
             self._signature = signature
             try:
-                self._book = FeeBook.load(self.folder)
+                self._book = FeeBook.load(self.folder, self.database_url)
                 self.error = None
-                log.info("fee overrides reloaded from %s", self.folder)
+                log.info("fee overrides reloaded (%s and the database)", self.folder)
+            except SQLAlchemyError as exc:
+                self._signature = None  # read again at the next check
+                log.warning("fee overrides not reloaded (database): %s", exc)
             except OverrideError as exc:
                 self.error = str(exc)
                 log.error("fee overrides not reloaded, keeping the previous rules: %s", exc)
@@ -159,7 +182,7 @@ def check_fee_settings(settings: Settings, folder: Path | None = None) -> FeeBoo
 
     Raises OverrideError or FeeInputError with the message for the operator.
     """
-    book = FeeBook.load(folder or settings.fee_overrides_dir)
+    book = FeeBook.load(folder or settings.fee_overrides_dir, settings.database_url)
     parse_province(settings.province)
     parse_day(settings.fee_date)
     return book

@@ -10,6 +10,7 @@ CLI, the unit tests and the integration tests all run the same `create_app(setti
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
 import time
@@ -144,7 +145,8 @@ async def rasa_client_ctx(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(total=settings.rasa_timeout)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         app[RASA_KEY] = RasaClient(session, settings.rasa_urls or settings.rasa_url,
-                                   settings.actions_urls or settings.actions_url)
+                                   settings.actions_urls or settings.actions_url,
+                                   token=settings.rasa_token)
         yield
 
 
@@ -344,14 +346,10 @@ async def _guarded(name: str, check: Awaitable[tuple[bool, str]]) -> dict[str, A
     return {"ok": ok, "detail": detail}
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """GET /healthz: Rasa, action server and database, probed concurrently.
-
-    Limited per address like every public route: each call costs a database query and
-    two HTTP probes, so it would otherwise be the cheapest way to load the whole stack.
-    """
-    app = request.app
-    app[LIMITS_KEY].check_route(HEALTH, request.remote)
+async def health_report(app: web.Application) -> tuple[bool, dict[str, Any]]:
+    """Rasa, action server, database (and Redis) probed concurrently: (healthy, the body
+    with the status and every check's detail). The details name internal URLs and quote
+    error texts: `healthz` decides who sees them."""
     rasa = app[RASA_KEY]
     names = ("rasa", "actions", "database")
     results = await asyncio.gather(
@@ -369,11 +367,51 @@ async def healthz(request: web.Request) -> web.Response:
         checks["lock_store"] = await _guarded("lock_store", _check_redis(settings.redis_url))
         if healthy and not checks["lock_store"]["ok"]:
             status = "degraded"
-    return json_response(
-        {"status": status, "checks": checks},
-        status=200 if healthy else 503,
-        headers={"Cache-Control": "no-store"},
-    )
+    return healthy, {"status": status, "checks": checks}
+
+
+def may_see_health_details(request: web.Request, settings: Settings) -> bool:
+    """Whether this /healthz caller gets the details: monitoring sending HEALTH_TOKEN as
+    `Authorization: Bearer …`. No header: the public answer (probes, load balancers).
+    A header with another token is refused (401) rather than answered like the public,
+    so that a misconfigured monitor notices instead of silently losing the details."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return False
+    scheme, _, token = header.strip().partition(" ")
+    expected = settings.health_token
+    if expected and scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), expected.encode()):
+        return True
+    raise ApiError(401, "unauthorized", "Mã truy cập không đúng.",
+                   headers={"WWW-Authenticate": "Bearer"})
+
+
+def health_response(healthy: bool, body: dict[str, Any]) -> web.Response:
+    """503 while unhealthy (load balancers act on the code alone); never cached, since a
+    cached "ok" would hide an outage."""
+    return json_response(body, status=200 if healthy else 503,
+                         headers={"Cache-Control": "no-store"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz: `{"status"}` and 200 or 503 for anyone; with the checks' details
+    (internal URLs, database errors) for monitoring holding HEALTH_TOKEN.
+
+    Limited per address like every public route: each call costs a database query and
+    two HTTP probes, so it would otherwise be the cheapest way to load the whole stack.
+    """
+    app = request.app
+    app[LIMITS_KEY].check_route(HEALTH, request.remote)
+    detailed = may_see_health_details(request, app[SETTINGS_KEY])
+    healthy, body = await health_report(app)
+    return health_response(healthy, body if detailed else {"status": body["status"]})
+
+
+async def console_health(request: web.Request) -> web.Response:
+    """GET /console/api/health: /healthz with its details, for a logged-in admin (the
+    console's guard; the session cookie is sent to /console/ paths only)."""
+    return health_response(*await health_report(request.app))
 
 
 # --------------------------------------------------------------------------- page
@@ -418,8 +456,10 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[client_middleware(parse_networks(settings.trusted_proxies)),
                      security_headers_middleware, cors_middleware, json_error_middleware],
-        # Above our own body limit so oversized chat bodies get our JSON 413; other
-        # routes never read a body.
+        # Above our own body limit so oversized chat bodies get our JSON 413; every other
+        # route that reads a body streams it with a limit of its own (`read_body`): Zalo
+        # events, feedback, the console's forms (bot.console.web.form: a fee override file
+        # is up to 256 KB, far above a chat message).
         client_max_size=body_limit(settings) + 1024,
     )
     app[SETTINGS_KEY] = settings
@@ -427,6 +467,9 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(catalog_ctx)
     app.cleanup_ctx.append(fees_ctx(settings))
     app.cleanup_ctx.append(zalo_ctx(settings, RASA_KEY))
+    from bot.retention.runs import retention_ctx  # RETENTION_DAYS: old citizen data deleted
+
+    app.cleanup_ctx.append(retention_ctx(settings))
     app.router.add_post("/api/v1/chat", chat)
     app.router.add_get("/api/v1/procedures/search", search_procedures)
     app.router.add_get("/api/v1/procedures/{code}/fees", procedure_fees)
@@ -439,8 +482,11 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR)
     from bot.console.app import add_console
+    from bot.console.web import guarded
 
     add_console(app, settings)
+    # Admins only (the permission to manage accounts: admins alone hold it).
+    app.router.add_get("/console/api/health", guarded("operators")(console_health))
     return app
 
 

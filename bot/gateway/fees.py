@@ -41,7 +41,8 @@ FEES_KEY = web.AppKey("fees", FeeState)
 
 
 def fees_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup context reading the override files at start-up (then following edits).
+    """A cleanup context reading the overrides at start-up (files and the database's
+    console edits, then following edits).
 
     A file broken at start disables this endpoint (503 with a message), not the chat.
     """
@@ -49,7 +50,8 @@ def fees_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[No
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         try:
             book = await asyncio.to_thread(LiveFeeBook, settings.fee_overrides_dir,
-                                           settings.catalog_refresh)
+                                           settings.catalog_refresh,
+                                           database_url=settings.database_url)
             app[FEES_KEY] = FeeState(settings, book)
         except OverrideError as exc:
             log.error("fee override files invalid: %s", exc)

@@ -148,8 +148,10 @@ class RasaClient:
     failover) and probes Rasa and the action server for /healthz."""
 
     def __init__(self, session: aiohttp.ClientSession, rasa_urls: str | Sequence[str],
-                 actions_url: str | Sequence[str]) -> None:
+                 actions_url: str | Sequence[str], token: str = "") -> None:
         self.session = session
+        # RASA_TOKEN, for Rasa's API (the tracker read); the REST webhook needs none.
+        self._token = token
         urls = [rasa_urls] if isinstance(rasa_urls, str) else list(rasa_urls)
         self.rasa_urls = [u.rstrip("/") for u in urls if u.strip()]
         if not self.rasa_urls:
@@ -240,8 +242,9 @@ class RasaClient:
         """The answer to `message_id` already in the shared tracker store (via `url`), or
         None when the message is not there or the tracker cannot be read."""
         tracker_url = f"{url}/conversations/{quote(sender, safe='')}/tracker"
+        params = {"include_events": "ALL", **({"token": self._token} if self._token else {})}
         try:
-            async with self.session.get(tracker_url, params={"include_events": "ALL"}) as resp:
+            async with self.session.get(tracker_url, params=params) as resp:
                 if resp.status != 200:
                     return None
                 tracker = json.loads((await resp.read()).decode("utf-8"))

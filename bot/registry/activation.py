@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +47,11 @@ from bot.registry.registry import (
 SWAP_TIMEOUT = 600.0  # seconds for one server to load a model (PUT /model is synchronous)
 STATUS_TIMEOUT = 60.0  # seconds to wait for /status to report the new model afterwards
 ACTIVATION_STALE_AFTER = 1800.0  # an activation lock older than this belongs to a dead process
+# Rasa refused RASA_TOKEN: `bot run` without RASA_TOKEN makes its own token, which only the
+# processes it started (its console) know; a terminal's `bot model activate` needs the same.
+UNAUTHORIZED = ("Máy chủ Rasa từ chối mã truy cập (RASA_TOKEN). Đặt RASA_TOKEN giống như ở "
+                "máy chủ (với `bot run`: đặt RASA_TOKEN trước khi chạy), hoặc kích hoạt trong "
+                "bảng điều khiển. Máy chủ: ")
 
 
 class GateRefused(RegistryError):
@@ -97,9 +103,19 @@ def rasa_servers(settings: Settings) -> list[str]:
     return [u.rstrip("/") for u in urls if u.strip()]
 
 
-def _request(method: str, url: str, body: dict | None, timeout: float) -> tuple[int, Any]:
+def _with_token(url: str, token: str) -> str:
+    """`url` with Rasa's API token (RASA_TOKEN): Rasa's `--auth-token` checks the `token`
+    query parameter. Only the request carries it: messages and logs name the server's
+    base URL, never this one."""
+    if not token:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{urllib.parse.urlencode({'token': token})}"
+
+
+def _request(method: str, url: str, body: dict | None, timeout: float,
+             token: str = "") -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
+    req = urllib.request.Request(_with_token(url, token), data=data, method=method,
                                  headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -113,13 +129,14 @@ def _request(method: str, url: str, body: dict | None, timeout: float) -> tuple[
             return exc.code, raw.decode(errors="replace")[:500]
 
 
-def server_status(url: str, timeout: float = 10.0) -> dict[str, Any] | None:
+def server_status(url: str, timeout: float = 10.0, token: str = "") -> dict[str, Any] | None:
     """Rasa's /status ({"model_file", "model_id"}); None when the server does not answer.
 
-    A server without a loaded model answers 409: reachable, with no model.
+    A server without a loaded model answers 409: reachable, with no model; one that refuses
+    `token` answers 401 (`http_status`).
     """
     try:
-        code, body = _request("GET", f"{url}/status", None, timeout)
+        code, body = _request("GET", f"{url}/status", None, timeout, token)
     except (urllib.error.URLError, OSError, ValueError):
         return None
     if code == 200 and isinstance(body, dict):
@@ -134,14 +151,14 @@ def _matches(status: dict[str, Any] | None, path: Path, rasa_model_id: str | Non
 
 
 def load_model(url: str, path: Path, rasa_model_id: str | None,
-               timeout: float = SWAP_TIMEOUT) -> None:
+               timeout: float = SWAP_TIMEOUT, token: str = "") -> None:
     """PUT the model into one server and wait until /status reports it; ActivationError if not.
 
     The path must be valid on the server's machine (same host or shared storage).
     """
     try:
         code, body = _request("PUT", f"{url}/model", {"model_file": str(path.resolve())},
-                              timeout)
+                              timeout, token)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise ActivationError(f"{url}: không nạp được mô hình ({exc})") from exc
     if code not in (200, 204):
@@ -150,7 +167,7 @@ def load_model(url: str, path: Path, rasa_model_id: str | None,
     deadline = time.monotonic() + STATUS_TIMEOUT
     status = None
     while time.monotonic() < deadline:
-        status = server_status(url)
+        status = server_status(url, token=token)
         if _matches(status, path, rasa_model_id):
             return
         time.sleep(0.5)
@@ -171,7 +188,7 @@ def _swap_all(settings: Settings, path: Path, rasa_model_id: str | None,
             results.append(ServerResult(url, "unchanged", before, path.name))
             continue
         try:
-            load_model(url, path, rasa_model_id)
+            load_model(url, path, rasa_model_id, token=settings.rasa_token)
         except ActivationError as exc:
             restored = _restore(settings, results)
             lines = "\n".join(f"  - {r.url}: {r.outcome} {r.detail or ''}" for r in restored)
@@ -189,7 +206,7 @@ def _restore(settings: Settings, results: list[ServerResult]) -> list[ServerResu
             continue
         old = settings.models_dir / result.before
         try:
-            load_model(result.url, old, None)
+            load_model(result.url, old, None, token=settings.rasa_token)
             restored.append(ServerResult(result.url, "restored", result.after, result.before))
         except ActivationError as exc:
             restored.append(ServerResult(result.url, "failed", result.after, result.before,
@@ -232,7 +249,11 @@ def activate(ref: str, settings: Settings, by: str, force: bool = False,
         raise RegistryError(f"Đang có một lần kích hoạt khác ({exc.info.holder}); thử lại sau "
                             "ít phút.") from exc
     try:
-        statuses = {url: server_status(url) for url in rasa_servers(settings)}
+        statuses = {url: server_status(url, token=settings.rasa_token)
+                    for url in rasa_servers(settings)}
+        refused = [url for url, st in statuses.items() if st and st.get("http_status") == 401]
+        if refused:
+            raise RegistryError(UNAUTHORIZED + ", ".join(refused))
         down = [url for url, st in statuses.items() if st is None]
         warnings = []
         if down and len(down) < len(statuses) and not skip_unreachable:

@@ -225,6 +225,14 @@ def _progress_printer() -> tuple[Callable[[Any], None], Callable[[], None]]:
     return line, lambda: None
 
 
+def cmd_model_trainer(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.registry.trainer import alive, trainer_main
+
+    if args.alive:
+        return 0 if alive() else 1
+    return trainer_main(settings, once=args.once)
+
+
 def cmd_model_train(args: argparse.Namespace, settings: Settings) -> int:
     from bot.registry.registry import get_model, operator_name
     from bot.registry.training_job import start_training, train_model
@@ -385,6 +393,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="start in the background, print the job id and return")
     tr.add_argument("--json", action="store_true")
     tr.set_defaults(func=cmd_model_train)
+
+    tn = msub.add_parser(
+        "trainer", help="the trainer service: run the trainings the console queues "
+        "(TRAINING_MODE=queue)",
+        description="Claims queued training jobs one at a time and runs them here (train, "
+        "register, evaluate), so that the gateway never trains. Stops on SIGTERM (a training "
+        "in progress is recorded as cancelled).")
+    tn.add_argument("--once", action="store_true", help="run what is queued, then exit")
+    tn.add_argument("--alive", action="store_true",
+                    help="liveness probe: exit 0 when this container's trainer is running")
+    tn.set_defaults(func=cmd_model_trainer)
 
     jb = msub.add_parser("job", help="progress of training jobs (the latest ones, or one)")
     jb.add_argument("job_id", nargs="?")

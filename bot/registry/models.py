@@ -10,7 +10,8 @@ Statuses, spelled once (the columns are plain strings for SQLite and PostgreSQL)
 * a model (`model_versions`): `ready` (trained, not serving) → `active` (serving) →
   `retired` (was active, replaced); a training attempt is a job, not a model, because the
   model's id (Rasa's file name) only exists once training succeeded;
-* a training job (`model_training_jobs`): `running` → `succeeded` | `failed` | `cancelled`.
+* a training job (`model_training_jobs`): (`queued` →) `running` → `succeeded` | `failed` |
+  `cancelled`; `queued` only when the gateway asks a trainer service (TRAINING_MODE=queue).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from bot.catalog.models import Base
 
 READY, ACTIVE, RETIRED = "ready", "active", "retired"
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
+# A training asked for in queue mode (TRAINING_MODE=queue), waiting for the trainer service.
+QUEUED = "queued"
 # Where a model row came from: trained through the registry, or found in MODELS_DIR (trained
 # by `bot train` / `bot run`, or from before the registry existed).
 SOURCE_REGISTRY, SOURCE_ADOPTED = "registry", "adopted"

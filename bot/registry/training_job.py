@@ -11,6 +11,10 @@ Only one training runs at a time: a `registry_locks` row (locks.py) that the run
 refreshes every 10 s. A background job runs in its own process group (`start_training`
 spawns `python -m bot.registry.training_job JOB_ID`), so the console's request returns at
 once, the gateway may restart meanwhile, and `cancel_training` stops the whole tree.
+
+With TRAINING_MODE=queue (Docker Compose, Kubernetes) the gateway only writes a `queued`
+row (`request_training`); the trainer service (bot.registry.trainer) claims it and runs it
+in its own container, sized for `rasa train` (the gateway's limit, 1 GiB, is not).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from bot.config import ROOT, Settings
 from bot.registry import locks
 from bot.registry.evaluation import busy_message, display_path, evaluate
 from bot.registry.locks import utcnow
-from bot.registry.models import CANCELLED, FAILED, RUNNING, SUCCEEDED, TrainingJob
+from bot.registry.models import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, TrainingJob
 from bot.registry.registry import (
     RegistryError,
     active_info,
@@ -51,6 +55,9 @@ from bot.registry.registry import (
 HEARTBEAT_SECONDS = 10.0
 WRITE_EVERY = 1.0  # seconds between progress writes (a phase change is written at once)
 TRAIN_SHARE = 85.0  # percent of a job spent training when it also evaluates
+
+QUEUED_PHASE = "Đang chờ máy huấn luyện (dịch vụ trainer) nhận việc"
+CANCEL_KEY = "cancel_requested_by"  # in a queued-mode job's options: stop it (the trainer)
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 EPOCHS_RE = re.compile(r"Epochs:\s*(\d+)%\|[^|]*\|\s*(\d+)/(\d+)")
@@ -155,12 +162,13 @@ def _job_info(row: TrainingJob) -> JobInfo:
 
 
 def data_fingerprint(settings: Settings, config: Path) -> str:
-    """SHA-256 of what a model learns from: NLU/rules/stories, domain, config, catalog phrases.
+    """SHA-256 of what a model learns from: NLU/rules/stories, domain, config, catalog phrases,
+    the operators' corrections stored in the database.
 
     Two models with the same fingerprint were trained on the same inputs, so a difference
     between them is training noise, not a data change.
     """
-    from bot.training import catalog_fingerprint
+    from bot.training import catalog_fingerprint, stored_corrections
 
     digest = hashlib.sha256()
     files = [ROOT / "domain.yml", config]
@@ -173,6 +181,10 @@ def data_fingerprint(settings: Settings, config: Path) -> str:
         digest.update(catalog_fingerprint(settings.database_url).encode())
     except Exception:  # noqa: BLE001 - an unreadable catalog must not stop the fingerprint
         digest.update(b"catalog:unavailable")
+    try:
+        digest.update(b"corrections\0" + (stored_corrections(settings.database_url) or "").encode())
+    except Exception:  # noqa: BLE001 - likewise
+        digest.update(b"corrections:unavailable")
     return digest.hexdigest()
 
 
@@ -396,12 +408,15 @@ def start_training(settings: Settings, by: str, config: Path | None = None,
                    folds: int = 3) -> str:
     """Start a background training and return its job id at once (TrainingBusy if one runs).
 
-    Poll `get_job(settings, job_id)` for its progress.
+    With TRAINING_MODE=queue only the request is written (`request_training`): this process
+    never trains. Poll `get_job(settings, job_id)` for its progress.
     """
     from bot.stack import service_env
 
     config = (config or ROOT / "config.yml").resolve()
     options = {"evaluate": evaluate, "cross_validation": cross_validation, "folds": folds}
+    if settings.training_mode == "queue":
+        return request_training(settings, by, config, options)
     job_id = _create_job(settings, by, config, options, background=True)
     log_path = settings.models_dir / "jobs" / f"{job_id}.log"
     try:
@@ -419,6 +434,84 @@ def start_training(settings: Settings, by: str, config: Path | None = None,
     _update(settings, job_id, pid=proc.pid)
     threading.Thread(target=proc.wait, daemon=True).start()
     return job_id
+
+
+def request_training(settings: Settings, by: str, config: Path, options: dict[str, Any]) -> str:
+    """Queue mode: write a `queued` job for the trainer service and return its id at once;
+    TrainingBusy while another one waits or runs (one at a time, as inline)."""
+    if not config.is_file():
+        raise RegistryError(f"Không có tệp cấu hình {config}")
+    busy = current_job(settings)
+    if busy is not None:
+        raise TrainingBusy(f"Đã có một lượt huấn luyện ({busy.id}, do {busy.requested_by} yêu "
+                           f"cầu) đang {'chờ' if busy.status == QUEUED else 'chạy'}: hãy đợi "
+                           "lượt đó xong.")
+    job_id = uuid.uuid4().hex[:12]
+    now = utcnow()
+    with session_factory(settings.database_url)() as s:
+        s.add(TrainingJob(id=job_id, status=QUEUED, requested_by=by,
+                          config_path=str(config), options=dumps({**options, "queued": True}),
+                          background=True, created_at=now, updated_at=now, percent=0.0,
+                          phase=QUEUED_PHASE))
+        s.commit()
+    return job_id
+
+
+def claim_next(settings: Settings) -> str | None:
+    """The trainer's side of `request_training`: take the oldest queued job (the training
+    lock first, then the row from `queued` to `running`); None when there is none, or when
+    a training holds the lock (a `bot model train` in a terminal, say)."""
+    factory = session_factory(settings.database_url)
+    with factory() as s:
+        row = (s.query(TrainingJob).filter(TrainingJob.status == QUEUED)
+               .order_by(TrainingJob.created_at).first())
+        job_id = row.id if row is not None else None
+    if job_id is None:
+        return None
+    try:
+        replaced = locks.acquire(settings.database_url, locks.TRAINING, job_id)
+    except locks.LockBusy:
+        return None
+    _reap_stale(settings, replaced)
+    log_dir = settings.models_dir / "jobs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with factory() as s:
+        taken = s.query(TrainingJob).filter(
+            TrainingJob.id == job_id, TrainingJob.status == QUEUED).update(
+            {"status": RUNNING, "pid": os.getpid(), "host": socket.gethostname(),
+             "log_path": str(log_dir / f"{job_id}.log"), "updated_at": utcnow(),
+             "phase": "Chuẩn bị dữ liệu huấn luyện"}, synchronize_session=False)
+        s.commit()
+    if taken != 1:  # cancelled meanwhile
+        locks.release(settings.database_url, locks.TRAINING, job_id)
+        return None
+    return job_id
+
+
+def cancel_requested(settings: Settings, job_id: str) -> str | None:
+    """Who asked to stop a job the trainer runs (`cancel_training` in queue mode), if any."""
+    with session_factory(settings.database_url)() as s:
+        row = s.get(TrainingJob, job_id)
+        return (loads(row.options) or {}).get(CANCEL_KEY) if row is not None else None
+
+
+def _cancel_queued(settings: Settings, job: JobInfo, by: str, wait: float) -> JobInfo:
+    """Cancel in queue mode: a waiting job at once; a running one by asking its trainer
+    (another container: no signal reaches it), which stops it within seconds."""
+    if job.status == QUEUED:
+        with session_factory(settings.database_url)() as s:
+            s.query(TrainingJob).filter(TrainingJob.id == job.id,
+                                        TrainingJob.status == QUEUED).update(
+                {"status": CANCELLED, "error": f"Đã hủy bởi {by}.", "finished_at": utcnow(),
+                 "updated_at": utcnow()}, synchronize_session=False)
+            s.commit()
+        if get_job(settings, job.id).status != RUNNING:
+            return get_job(settings, job.id)
+    _update(settings, job.id, options=dumps({**job.options, CANCEL_KEY: by}))
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and get_job(settings, job.id).running:
+        time.sleep(0.5)
+    return get_job(settings, job.id)
 
 
 def _check_alive(settings: Settings, row: TrainingJob) -> None:
@@ -449,13 +542,15 @@ def get_job(settings: Settings, job_id: str) -> JobInfo:
 
 
 def current_job(settings: Settings) -> JobInfo | None:
-    """The training running now, if any."""
+    """The training running now, else the one waiting for the trainer service, if any."""
     with session_factory(settings.database_url)() as s:
-        rows = s.query(TrainingJob).filter(TrainingJob.status == RUNNING).all()
+        rows = s.query(TrainingJob).filter(TrainingJob.status.in_((RUNNING, QUEUED)))\
+            .order_by(TrainingJob.created_at).all()
         for row in rows:
             _check_alive(settings, row)
         s.commit()
-        alive = [r for r in rows if r.status == RUNNING]
+        alive = sorted((r for r in rows if r.status in (RUNNING, QUEUED)),
+                       key=lambda r: r.status != RUNNING)
         return _job_info(alive[0]) if alive else None
 
 
@@ -489,6 +584,8 @@ def group_alive(pgid: int) -> bool:
 def cancel_training(settings: Settings, job_id: str, by: str, wait: float = 30.0) -> JobInfo:
     """Stop a background training (its whole process group) and free the lock."""
     job = get_job(settings, job_id)
+    if job.status == QUEUED or (job.running and job.options.get("queued")):
+        return _cancel_queued(settings, job, by, wait)
     if not job.running:
         raise RegistryError(f"Lượt huấn luyện {job_id} không còn chạy ({job.status}).")
     if not job.background:

@@ -52,7 +52,11 @@ document.addEventListener("submit", (event) => {
         const job = await resp.json();
         if (bar) bar.value = job.percent;
         if (text) text.textContent = `${Math.round(job.percent)}% — ${job.phase || ""}`;
-        if (job.status !== "running") { window.location.reload(); return; }
+        // "queued": waiting for the trainer service (TRAINING_MODE=queue)
+        if (job.status !== "running" && job.status !== "queued") {
+          window.location.reload();
+          return;
+        }
       }
     } catch (e) { /* try again */ }
     setTimeout(tick, 2000);
