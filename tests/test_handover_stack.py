@@ -221,6 +221,7 @@ def test_operator_in_the_console_fixes_the_nlu_and_answers_a_widget_user(
 
     from bot.catalog.db import session_scope
     from bot.console import accounts
+    from bot.console.corrections import export_corrections
 
     with session_scope(stack.settings.database_url) as s:
         accounts.add_operator(s, "thu", "mat-khau-cua-thu-1", "trainer", "Cán bộ Thu")
@@ -248,6 +249,9 @@ def test_operator_in_the_console_fixes_the_nlu_and_answers_a_widget_user(
     row.get_by_role("button", name="Ngoài phạm vi").click()
     op.wait_for_selector("text=Đã lưu.")
     assert op.locator("[data-testid='inbox-row']", has_text=nonsense).count() == 0
+    # stored in the database for every replica; `bot nlu export-corrections` writes the file
+    with session_scope(stack.settings.database_url) as s:
+        assert export_corrections(s, nlu_copy / "corrections.yml") >= 1
     data = yaml.safe_load((nlu_copy / "corrections.yml").read_text(encoding="utf-8"))
     assert any(nonsense in b["examples"] for b in data["nlu"] if b["intent"] == "out_of_scope")
 

@@ -83,7 +83,7 @@ def test_settings_repr_str_and_logs_hide_secrets_and_url_passwords(
 
 
 @pytest.mark.parametrize(("url", "masked"), [
-    ("postgresql+psycopg2://dvc:p%40ss@db:5432/dvc", "postgresql+psycopg2://dvc:***@db:5432/dvc"),
+    ("postgresql+psycopg2://dvc:s%40cret@db:5432/dvc", "postgresql+psycopg2://dvc:***@db:5432/dvc"),
     ("redis://:pw@redis:6379/0", "redis://:***@redis:6379/0"),
     ("rediss://user:pw@cache:6390/1", "rediss://user:***@cache:6390/1"),
     ("postgresql://dvc@db/dvc", "postgresql://dvc@db/dvc"),  # no password: unchanged
