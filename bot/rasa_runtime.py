@@ -200,25 +200,20 @@ def _fail_over_to_other_action_servers(run: Any) -> Any:
 
     @functools.wraps(run)
     async def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await run(self, *args, **kwargs)
-        except RasaException as exc:
-            if not isinstance(exc.__context__, aiohttp.ClientConnectorError) \
-                    or self.action_endpoint is None:
-                raise
-            failed = exc
-        for url in _other_action_servers(self.action_endpoint.url):
-            log.warning("action server %s unreachable, running %s on %s",
-                        self.action_endpoint.url, self.name(), url)
-            moved = copy.copy(self)  # the action object is per turn; never share the change
-            moved.action_endpoint = _endpoint_at(url, self.action_endpoint)
+        own = self.action_endpoint
+        others = iter(_other_action_servers(own.url) if own is not None else ())
+        action = self
+        while True:
             try:
-                return await run(moved, *args, **kwargs)
+                return await run(action, *args, **kwargs)
             except RasaException as exc:
-                if not isinstance(exc.__context__, aiohttp.ClientConnectorError):
+                url = next(others, None)
+                if not isinstance(exc.__context__, aiohttp.ClientConnectorError) or url is None:
                     raise
-                failed = exc
-        raise failed
+            log.warning("action server %s unreachable, running %s on %s",
+                        action.action_endpoint.url, self.name(), url)
+            action = copy.copy(self)  # the action object is per turn; never share the change
+            action.action_endpoint = _endpoint_at(url, own)
 
     return wrapped
 

@@ -32,9 +32,9 @@ TRACKER_PASSWORD_ENV = "DVC_TRACKER_DB_PASSWORD"
 REDIS_PASSWORD_ENV = "DVC_LOCK_STORE_PASSWORD"  # the same, for the Redis lock store
 
 
-# How long a stop may take (README "Running"): the gateway first, given the time a message it
-# accepted may still wait for Rasa (RASA_TIMEOUT) plus this much; then Rasa and the action
-# servers, each given STOP_GRACE seconds before SIGKILL.
+# How long a stop may take (README "Quick start", "Stopping and supervision"): the gateway
+# first, given the time a message it accepted may still wait for Rasa (RASA_TIMEOUT) plus
+# this much; then Rasa and the action servers, each given STOP_GRACE seconds before SIGKILL.
 STOP_GRACE = 10.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -372,10 +372,7 @@ class Stack:
     def restart(self, name: str, timeout: float = 180.0) -> None:
         """Start a stopped (or killed) service again and wait until it answers."""
         self.kill(name)
-        svc = self.services[name]
-        if name.startswith("rasa"):
-            svc.cmd = self._with_active_model(svc.cmd)
-        self._check(name, self._spawn(name, svc.cmd, svc.env), svc.health_url, timeout)
+        self._check(name, self._respawn(name), self.services[name].health_url, timeout)
 
     def _with_active_model(self, cmd: list[str]) -> list[str]:
         """A Rasa replica that comes back serves the registry's active model, not the one
@@ -472,13 +469,14 @@ class Stack:
                     self._respawn(name)
         return 0
 
-    def _respawn(self, name: str) -> None:
-        """Start one service again without waiting for it: the supervisor keeps watching the
-        others, and a replica that is not ready yet is skipped by the gateway's health checks."""
+    def _respawn(self, name: str) -> subprocess.Popen:
+        """Start one service again without waiting for it (`restart` waits; the supervisor
+        keeps watching the others, and the gateway's health checks skip a replica that is not
+        ready yet); a Rasa replica comes back on the registry's active model."""
         svc = self.services[name]
         if name.startswith("rasa"):
             svc.cmd = self._with_active_model(svc.cmd)
-        self._spawn(name, svc.cmd, svc.env)
+        return self._spawn(name, svc.cmd, svc.env)
 
     def wait(self) -> int:
         """Supervise until stopped (SIGTERM, SIGHUP, Ctrl-C) or a child keeps crashing, then
