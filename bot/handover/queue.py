@@ -50,6 +50,7 @@ from bot.handover.models import (
     HandoverMessage,
 )
 from bot.text import mask_pii, nfc
+from bot.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,6 @@ def who(sender_id: str) -> str:
     if sender_id.startswith("zalo-"):
         return "zalo-" + mask_user_id(sender_id.removeprefix("zalo-"))
     return mask_pii(sender_id)
-
-
-def utcnow() -> datetime:
-    """Naive UTC (the columns are timezone-less on SQLite and PostgreSQL alike)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def _aware(value: datetime | None) -> datetime | None:

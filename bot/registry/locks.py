@@ -13,22 +13,18 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.catalog.db import session_factory
 from bot.registry.models import RegistryLock
+from bot.timeutil import utcnow
 
 TRAINING = "training"
 ACTIVATION = "activation"
 DEFAULT_STALE_AFTER = 120.0  # seconds without a heartbeat (holders beat every 10 s)
-
-
-def utcnow() -> datetime:
-    """Naive UTC, the convention of every DateTime column of this database."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -21,6 +21,7 @@ from bot.catalog.models import Feedback, StatusLookup, ZaloInbox, ZaloOutbox
 from bot.console.conversations import EVENTS, events_table_exists
 from bot.console.inbox_models import NluReview
 from bot.handover.models import CLOSED, Handover, HandoverMessage
+from bot.timeutil import utcnow
 
 BATCH = 200  # rows (or conversations) per transaction
 # Outbox statuses of a reply that is done with (bot.channels.zalo.queue): never "pending".
@@ -56,11 +57,6 @@ class RetentionReport:
 
 class Stopped(Exception):
     """The run was asked to stop between two batches."""
-
-
-def utcnow() -> datetime:
-    """Naive UTC, the convention of our DateTime columns."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def cutoff_for(days: int, now: datetime | None = None) -> datetime:

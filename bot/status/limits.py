@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from bot.catalog.db import session_scope
 from bot.catalog.models import StatusLookup
 from bot.config import Settings
+from bot.timeutil import utcnow
 
 # The pg_advisory_xact_lock key that serialises admissions across replicas on PostgreSQL, so
 # a limit holds exactly (two replicas counting at once would both admit the last slot). On
@@ -58,11 +59,6 @@ class LookupLimits:
 def code_key(code: str) -> str:
     """A code as stored: a hash (the table must not become a list of real codes)."""
     return hashlib.sha256(f"dvc-receipt:{code}".encode()).hexdigest()[:CODE_KEY_CHARS]
-
-
-def utcnow() -> datetime:
-    """Naive UTC (the columns are timezone-less on SQLite and PostgreSQL alike)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def _count(session: Session, since: datetime, client: str | None = None) -> int:

@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from bot.catalog.db import session_scope
 from bot.catalog.models import ZaloInbox, ZaloLease, ZaloOutbox, ZaloToken
+from bot.timeutil import utcnow
 
 LEASE_SECONDS = 120.0  # longer than a turn (RASA_TIMEOUT) plus a send; renewed per item
 DEFAULT_MAX_ATTEMPTS = 20  # with the backoff below: about an hour of tries (Settings)
@@ -36,11 +37,6 @@ ERROR_CHARS = 500
 SCAN_ROWS = 500  # queued rows read per round: a user's rows waiting for a retry are skipped
 # Outbox statuses of a reply that will not be sent (the hand-over page shows them as failed).
 GIVEN_UP = frozenset({"undeliverable", "dead", "discarded"})
-
-
-def utcnow() -> datetime:
-    """Naive UTC (the columns are timezone-less on SQLite and PostgreSQL alike)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
