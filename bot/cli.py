@@ -158,7 +158,13 @@ def _load_agent(settings: Settings, model: str | None):  # noqa: ANN202 - rasa A
     from bot.rasa_runtime import apply
 
     apply()  # the server's faster model loading, same predictions (bot/rasa_runtime.py)
-    return Agent.load(str(path))
+    agent = Agent.load(str(path))
+    from bot.nlu.retrieval import SOURCES
+
+    if not SOURCES.wait_ready():  # answers as the server does once warm, and exits cleanly
+        print("Cảnh báo: chỉ mục hỏi đáp chưa dựng xong; kết quả có thể thiếu phần hỏi đáp.",
+              file=sys.stderr)
+    return agent
 
 
 def parse_result(text: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -356,3 +356,26 @@ def test_an_e5_failure_at_query_time_falls_back(tmp_path: Path, monkeypatch: pyt
         got = index.search("Đăng ký kết hôn")
     assert got == lexical.search("Đăng ký kết hôn")
     assert "e5 query failed" in caplog.text and not index.semantic
+
+
+def test_a_catalog_acronym_is_ranked_without_e5(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """e5 reads the message as typed: an acronym only the catalog's initials explain
+    ("đkkh") is noise to it, so such a message is ranked by the lexical side alone, while
+    the same message written out still asks e5."""
+    index = CatalogIndex(small_catalog(), vectors=VectorCache([tmp_path / "v.npz"]))
+    asked: list[str] = []
+    real = embedding.embed_queries
+
+    def spy(texts: list[str]) -> np.ndarray:
+        asked.extend(texts)
+        return real(texts)
+
+    monkeypatch.setattr(embedding, "embed_queries", spy)
+    embedding.query_vector.cache_clear()
+    lexical = CatalogIndex(small_catalog(), semantic=False)
+    assert index.query_words("đkkh có mất phí không")[:4] == ["dang", "ky", "ket", "hon"]
+    assert index.search("đkkh có mất phí không") == lexical.search("đkkh có mất phí không")
+    assert asked == []
+    index.search("đăng ký kết hôn có mất phí không")
+    assert asked == ["đăng ký kết hôn có mất phí không"]

@@ -401,8 +401,17 @@ class CatalogIndex:
         return np.asarray(self.matrix[:, cols].sum(axis=1)).ravel()
 
     def _query_vector(self, text: str) -> np.ndarray | None:
-        """The message's e5 vector, or None (no e5, no diacritics, or the engine failed)."""
+        """The message's e5 vector, or None (no e5, no diacritics, an acronym only the
+        catalog explains, or the engine failed).
+
+        e5 reads the message as typed: "đkkh có mất phí k" means nothing to it, while the
+        lexical side reads "đăng ký kết hôn" from the catalog's own initials. Its closeness
+        would then rank by noise (on the development sets it moved a base procedure behind
+        its re-registration variant), so such a message is ranked lexically.
+        """
         if not self.semantic or accented_share(text) < ACCENTED:
+            return None
+        if any(w in self.acronyms for w in expand(fold_words(text))):
             return None
         if text.isupper():  # e5 is case-sensitive; capitals typed for emphasis mean nothing
             text = text.lower()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
@@ -95,6 +96,22 @@ class _Sources:
         finally:
             with self._lock:
                 self._warming = False
+
+    def wait_ready(self, timeout: float = 900.0) -> bool:
+        """Build every index now, or wait for the warm-up that is building them.
+
+        One-shot commands (`bot parse`, `bot evaluate`) call this after loading the model:
+        their results must not depend on how far the background warm-up got, and a process
+        that exits while the warm-up runs inside the e5 engine's C++ threads can abort
+        ("terminate called without an active exception", seen once in CI).
+        """
+        deadline = time.monotonic() + timeout
+        while not self.extras_ready.is_set():
+            self.warm()  # returns at once when another thread is warming
+            left = deadline - time.monotonic()
+            if left <= 0 or self.extras_ready.wait(min(left, 1.0)):
+                break
+        return self.extras_ready.is_set()
 
     def extras(self) -> bool:
         """Whether the Q&A and knowledge indexes are built; starts building them if not."""
