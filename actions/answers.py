@@ -75,6 +75,8 @@ def compose(p: Procedure, asked: AskedAspects, settings: Settings, ctx: FeeConte
 
 # Offered after the candidate buttons, so a citizen whose procedure is not among them has a
 # way out that forgets the wrong guess (the payload's intent has a rule to NoneOfThese).
+# A procedure answered beside a general-knowledge answer must be this sure (names_its_procedure)
+KNOWLEDGE_WITH_PROCEDURE = 0.85
 NONE_OF_THESE_INTENT = "none_of_these"
 NONE_OF_THESE_BUTTON = {"title": "Không phải thủ tục nào ở trên",
                         "payload": f"/{NONE_OF_THESE_INTENT}"}
@@ -90,6 +92,24 @@ REPHRASE = ("Dạ, vậy là mình chưa tìm đúng thủ tục bạn cần, xi
             "công quốc gia ({portal}), hoặc chọn \u201cGặp cán bộ\u201d để được người hỗ trợ "
             "trực tiếp.")
 
+
+
+def names_its_procedure(hits: list[SearchResult], asked: AskedAspects) -> bool:
+    """Whether a message a general-knowledge entry answers also asks a point of one
+    procedure, so that procedure's answer follows the general one.
+
+    "nộp hồ sơ đăng ký kết hôn online ở Hà Nội có mất phí không" matches the 0-đồng entry,
+    but the citizen asked the fee of one procedure the message names. That takes a point
+    the record holds, asked in the message's own words (not the how-to that a bare "làm
+    sao" asks: "mất sổ hộ khẩu giờ làm sao" is the household-book entry's question), and
+    a procedure the search is sure of (KNOWLEDGE_WITH_PROCEDURE and a clear lead), since a
+    near match beside a general answer would mislead ("Xóa đăng ký thường trú" for a lost
+    household book).
+    """
+    if not hits or not asked.from_cues or not set(asked.aspects) - {"steps"}:
+        return False
+    top = hits[0].score
+    return top >= KNOWLEDGE_WITH_PROCEDURE and (len(hits) == 1 or top - hits[1].score >= MARGIN)
 
 class ProcedureAnswer(Action, ABC):
     """Resolve the procedure from the retrieval, the buttons or the conversation, then answer.
@@ -124,15 +144,12 @@ class ProcedureAnswer(Action, ABC):
         ctx = fee_context(tracker, settings, text)
         events = context_events(ctx, tracker)
         knowledge = confident_hit(found.get("knowledge"))
+        general = None  # a general answer that goes before the procedure's
         if knowledge is not None and chosen is None:
-            # The general answer is the answer; the procedures the search is sure of follow
-            # as buttons, so the citizen can go on to the papers, fee or place of one.
-            related = [h for h in ranked_hits(found) or [] if h.score >= CONFIDENT]
-            reply = render_knowledge(knowledge)
-            if related:
-                reply += "\n\nThủ tục liên quan: bạn chọn bên dưới để xem chi tiết."
-            dispatcher.utter_message(text=reply, buttons=self._buttons(related))
-            return events
+            if not names_its_procedure(ranked_hits(found) or [], asked):
+                self._knowledge_only(dispatcher, knowledge, found)
+                return events
+            general = render_knowledge(knowledge)
         faq = confident_hit(found.get("faq"))
         client = get_client()
         with client.session() as s:
@@ -155,6 +172,8 @@ class ProcedureAnswer(Action, ABC):
                 reply = compose(res.procedure, asked, settings, ctx, res.shared)
                 if not res.clear:
                     reply = UNSURE + "\n\n" + reply
+                if general is not None:
+                    reply = general + "\n\n" + reply
                 if faq is not None:
                     reply += "\n\n" + quote_faq(faq)
                 if related:
@@ -170,6 +189,9 @@ class ProcedureAnswer(Action, ABC):
                         if (kept or not res.clear) and res.alternatives else None)
                 return [*events, SlotSet("procedure_code", res.procedure.code),
                         SlotSet(CANDIDATES_SLOT, keep)]
+            if general is not None:  # the search changed its mind: the general answer alone
+                self._knowledge_only(dispatcher, knowledge, found)
+                return events
             if faq is not None:
                 buttons = self._buttons(res.candidates, CANDIDATES)
                 dispatcher.utter_message(
@@ -178,6 +200,16 @@ class ProcedureAnswer(Action, ABC):
                 return [*events, *self._pending(res.candidates, asked)]
             self._clarify(dispatcher, res, related)
             return [*events, *self._pending(res.candidates, asked)]
+
+    def _knowledge_only(self, dispatcher: CollectingDispatcher, knowledge: dict[str, Any],
+                        found: dict[str, Any]) -> None:
+        """The general answer is the answer; the procedures the search is sure of follow as
+        buttons, so the citizen can go on to the papers, fee or place of one."""
+        related = [h for h in ranked_hits(found) or [] if h.score >= CONFIDENT]
+        reply = render_knowledge(knowledge)
+        if related:
+            reply += "\n\nThủ tục liên quan: bạn chọn bên dưới để xem chi tiết."
+        dispatcher.utter_message(text=reply, buttons=self._buttons(related))
 
     @staticmethod
     def _pending(candidates: list[SearchResult], asked: AskedAspects) -> list[EventType]:

@@ -9,6 +9,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.answers import (
+    KNOWLEDGE_WITH_PROCEDURE,
     NONE_OF_THESE_BUTTON,
     UNSURE,
     AnswerDocuments,
@@ -191,6 +192,36 @@ def test_knowledge_answer_offers_the_procedures_the_search_is_sure_of(catalog: s
     assert [payload_code(b["payload"], "ask_procedure") for b in msgs[0]["buttons"]] == [
         procs[0][0], procs[1][0]]
     assert not slot_events(events, "procedure_code")
+
+
+def test_a_point_of_a_named_procedure_is_answered_after_the_general_answer(
+        catalog: str) -> None:
+    """"nộp hồ sơ đăng ký kết hôn online có mất phí không": the general 0-đồng answer, then
+    the fee of the procedure the message names, when the search is sure of it."""
+    p = find(catalog, "đăng ký kết hôn")
+    other = find(catalog, "đăng ký khai tử")
+    knowledge = [{"id": "k", "confident": True, "score": 0.8,
+                  "text": "Nộp trực tuyến ở Hà Nội: 0 đồng. Nguồn: …"}]
+
+    def ask(top: float, runner_up: float, text: str) -> tuple[list[dict], list[dict]]:
+        trk = retrieval_tracker(text, [(p.code, p.display_name, top),
+                                       (other.code, other.display_name, runner_up)], "ask_fee")
+        trk.latest_message["retrieval"]["knowledge"] = knowledge
+        return run(AnswerFee(), trk)
+
+    msgs, events = ask(0.95, 0.6, "nộp hồ sơ đăng ký kết hôn online có mất phí không")
+    text = msgs[0]["text"]
+    assert text.startswith("Nộp trực tuyến ở Hà Nội: 0 đồng.")
+    assert f"mã thủ tục {p.code}" in text and "Phí, lệ phí" in text
+    assert slot_events(events, "procedure_code")[0]["value"] == p.code
+    # Not sure enough, no clear lead, or only the how-to asked: the general answer alone.
+    for top, runner_up, message in ((KNOWLEDGE_WITH_PROCEDURE - 0.01, 0.5, "… có mất phí không"),
+                                    (0.95, 0.93, "… có mất phí không"),
+                                    (0.95, 0.5, "mất sổ hộ khẩu giờ làm sao")):
+        msgs, events = ask(top, runner_up, message)
+        assert msgs[0]["text"].startswith("Nộp trực tuyến ở Hà Nội: 0 đồng."), message
+        assert f"mã thủ tục {p.code}" not in msgs[0]["text"], (top, runner_up, message)
+        assert not slot_events(events, "procedure_code")
 
 
 def test_a_quoted_answer_comes_with_the_other_related_questions(catalog: str) -> None:

@@ -107,6 +107,21 @@ def test_fallback_and_out_of_scope_are_answered_when_the_search_is_sure() -> Non
     assert decide("ask_fee", "phí bao nhiêu", [], _found(0.9)) is None
 
 
+def test_a_procedure_label_follows_the_points_the_message_asks() -> None:
+    """The model's procedure label stands when the message asks that point or names no
+    point; a message that asks only other points gets the label of the first of them."""
+    def found(*aspects: str) -> dict:
+        return {**_found(0.9, aspects), "aspects_from_cues": True}
+
+    text = "ông bà nuôi cháu muốn đứng tên giám hộ thì phải chuẩn bị hồ sơ ra sao"
+    assert decide("ask_procedure", text, [], found("documents")) == "ask_documents"
+    assert decide("ask_online", "…", [], found("documents", "online")) is None
+    assert decide("ask_processing_time", "…", [], found("fee", "time")) is None
+    assert decide("ask_online", "…", [], found("where", "fee")) == "ask_where"
+    assert decide("ask_fee", "…", [], {**_found(0.9, ("documents",)),
+                                       "aspects_from_cues": False}) is None
+
+
 @pytest.mark.parametrize(("intent", "text", "entities"), [
     ("thank", "cảm ơn bạn nhiều", []),
     ("greet", "xin chào", []),

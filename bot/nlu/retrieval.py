@@ -189,6 +189,13 @@ def decide(intent: str, text: str, entities: list[dict[str, Any]],
     evidence = _evidence(found)
     question = _question_intent(found)
     if intent in ASK_INTENTS:
+        # A procedure question either way; its own words say which point. The model's
+        # label stands when the message asks that point (or names none); when it asks
+        # only other points ("… phải chuẩn bị hồ sơ ra sao" labelled a how-to), the label
+        # follows them, as the answer does.
+        asked = found.get("aspects") or []
+        if found.get("aspects_from_cues") and asked and INTENT_ASPECT[intent] not in asked:
+            return question
         return None
     if intent == "request_human":
         return question if evidence >= CONFIDENT and not explicit_handover(text) else None
