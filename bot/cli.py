@@ -128,6 +128,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.native_threads import limit_native_threads
+
+    limit_native_threads(settings.native_threads)  # before the search indexes load
     from bot.gateway.app import run_gateway
 
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")

@@ -115,6 +115,9 @@ class Settings:
     support_hotline: str = "18001096"
     rasa_timeout: float = 30.0
     catalog_refresh: float = 5.0  # seconds between checks for a changed catalog (imports)
+    # Threads of the native pools (BLAS, OpenMP, TensorFlow) in each serving process; 0: as
+    # many as the machine has (bot/native_threads.py).
+    native_threads: int = 1
     max_message_bytes: int = 4096
     log_level: str = "INFO"
     # The deployment's province (code or name): whose local fee rules apply by default; a
@@ -261,6 +264,7 @@ class Settings:
             support_hotline=env.get("SUPPORT_HOTLINE") or "18001096",
             rasa_timeout=_float(env, "RASA_TIMEOUT", 30.0),
             catalog_refresh=_float(env, "CATALOG_REFRESH_SECONDS", 5.0),
+            native_threads=_at_least("NATIVE_THREADS", _int(env, "NATIVE_THREADS", 1), 0),
             max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", 4096),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             province=env.get("PROVINCE", "01").strip(),

@@ -454,6 +454,11 @@ def main() -> None:
     import sys
 
     sys.argv = with_auth_token(sys.argv, dict(os.environ))
+    if sys.argv[1:2] == ["run"]:  # serving (Rasa reads the TensorFlow pool sizes at start)
+        from bot.config import Settings
+        from bot.native_threads import limit_native_threads
+
+        limit_native_threads(Settings.from_env().native_threads)
     sys.modules.setdefault("jax", None)  # type: ignore[arg-type] - `import jax` → ImportError
     apply()
     from rasa.__main__ import main as rasa_main

@@ -72,6 +72,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "MODELS_DIR": str(settings.models_dir),
         "RASA_TIMEOUT": str(settings.rasa_timeout),
         "CATALOG_REFRESH_SECONDS": str(settings.catalog_refresh),
+        "NATIVE_THREADS": str(settings.native_threads),
         "MAX_MESSAGE_BYTES": str(settings.max_message_bytes),
         "LOG_LEVEL": settings.log_level,
         "DATABASE_URL": settings.database_url,
