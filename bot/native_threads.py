@@ -23,6 +23,10 @@ ENV_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS",
             "TF_INTRA_OP_PARALLELISM_THREADS", "TF_INTER_OP_PARALLELISM_THREADS")
 
 
+# The variables this process set (not the operator): a training it starts drops them.
+_SET_HERE: set[str] = set()
+
+
 def limit_native_threads(count: int) -> None:
     """Size the native pools of this process at `count` threads (0: the libraries' own
     default). A variable the operator set wins; libraries already loaded (numpy imported
@@ -30,8 +34,16 @@ def limit_native_threads(count: int) -> None:
     if count <= 0:
         return
     for var in ENV_VARS:
-        os.environ.setdefault(var, str(count))
+        if var not in os.environ:
+            os.environ[var] = str(count)
+            _SET_HERE.add(var)
     if "numpy" in sys.modules:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
+
+
+def unlimited_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a child that should use every core (a training the console starts from
+    the gateway): without the pool sizes this process set for itself."""
+    return {k: v for k, v in env.items() if k not in _SET_HERE}

@@ -25,6 +25,7 @@ import yaml
 from sqlalchemy.engine.url import make_url
 
 from bot.config import ROOT, Settings
+from bot.native_threads import unlimited_env
 
 # The environment variable that carries the tracker database's password to Rasa, so the
 # generated endpoints file never holds a secret (Rasa expands ${VAR} in endpoint files).
@@ -60,8 +61,10 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None,
 
 def service_env(settings: Settings) -> dict[str, str]:
     """Environment for child processes: the settings, made explicit (every field of
-    `Settings`; tests/test_service_env.py fails when one is missing)."""
-    env = dict(os.environ)
+    `Settings`; tests/test_service_env.py fails when one is missing). A child sizes its
+    own native pools: those this process set for itself are left out (a training the
+    console starts from the gateway uses every core)."""
+    env = unlimited_env(dict(os.environ))
     env.update({
         "BOT_HOST": settings.bot_host,
         "BOT_PORT": str(settings.bot_port),

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from bot.config import ROOT, Settings
+from bot.native_threads import unlimited_env
 from bot.text import nfc, strip_accents
 
 AUGMENTED_DIR = ROOT / "var" / "train_data"
@@ -133,7 +134,7 @@ def train(settings: Settings, force: bool = False, augment: bool = True,
     if force or stale:
         cmd.append("--force")
     cmd += extra_args or []
-    env = dict(os.environ, DATABASE_URL=settings.database_url)
+    env = unlimited_env(dict(os.environ, DATABASE_URL=settings.database_url))
     subprocess.run(cmd, check=True, cwd=ROOT, env=env)
     fp_file.write_text(fingerprint)
     model = latest_model(settings.models_dir)

@@ -72,3 +72,14 @@ def test_the_setting() -> None:
     assert Settings.from_env({"NATIVE_THREADS": "0"}).native_threads == 0
     with pytest.raises(SystemExit, match="NATIVE_THREADS"):
         Settings.from_env({"NATIVE_THREADS": "-1"})
+
+
+def test_a_training_started_by_a_serving_process_uses_every_core() -> None:
+    """The console trains from the gateway: the child drops the pool sizes the gateway set
+    for itself, and keeps one the operator set."""
+    got = _python("import json, os\nfrom bot.native_threads import limit_native_threads, "
+                  "unlimited_env\nlimit_native_threads(1)\n"
+                  "print(json.dumps(unlimited_env(dict(os.environ))))",
+                  OMP_NUM_THREADS="3")
+    assert got["OMP_NUM_THREADS"] == "3"
+    assert not set(got) & (set(ENV_VARS) - {"OMP_NUM_THREADS"})
