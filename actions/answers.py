@@ -73,10 +73,10 @@ def compose(p: Procedure, asked: AskedAspects, settings: Settings, ctx: FeeConte
     return "\n\n".join(parts)
 
 
-# Offered after the candidate buttons, so a citizen whose procedure is not among them has a
-# way out that forgets the wrong guess (the payload's intent has a rule to NoneOfThese).
 # A procedure answered beside a general-knowledge answer must be this sure (names_its_procedure)
 KNOWLEDGE_WITH_PROCEDURE = 0.85
+# Offered after the candidate buttons, so a citizen whose procedure is not among them has a
+# way out that forgets the wrong guess (the payload's intent has a rule to NoneOfThese).
 NONE_OF_THESE_INTENT = "none_of_these"
 NONE_OF_THESE_BUTTON = {"title": "Không phải thủ tục nào ở trên",
                         "payload": f"/{NONE_OF_THESE_INTENT}"}
@@ -91,7 +91,6 @@ REPHRASE = ("Dạ, vậy là mình chưa tìm đúng thủ tục bạn cần, xi
             "cần làm giấy khai sinh\u201d.\n\nBạn cũng có thể tự tìm thủ tục trên Cổng Dịch vụ "
             "công quốc gia ({portal}), hoặc chọn \u201cGặp cán bộ\u201d để được người hỗ trợ "
             "trực tiếp.")
-
 
 
 def names_its_procedure(hits: list[SearchResult], asked: AskedAspects) -> bool:
@@ -110,6 +109,7 @@ def names_its_procedure(hits: list[SearchResult], asked: AskedAspects) -> bool:
         return False
     top = hits[0].score
     return top >= KNOWLEDGE_WITH_PROCEDURE and (len(hits) == 1 or top - hits[1].score >= MARGIN)
+
 
 class ProcedureAnswer(Action, ABC):
     """Resolve the procedure from the retrieval, the buttons or the conversation, then answer.
