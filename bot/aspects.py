@@ -28,7 +28,12 @@ CUES: dict[str, tuple[str, ...]] = {
     "documents": (
         "giay to", "ho so gom", "ho so can", "thanh phan ho so", "can nhung gi", "can gi",
         "can nhung giay", "mang theo", "mang gi", "chuan bi", "nop nhung gi", "ho so nhung gi",
-        "ban sao", "ban chinh", "gom nhung gi", "ho so gom nhung",
+        "gom nhung gi", "ho so gom nhung",
+        # Copy or original asked about, not a paper named: "bản sao trích lục", "chứng
+        # thực bản sao", "sao y bản chính" are what a procedure issues or does.
+        "ban sao hay", "hay ban sao", "ban chinh hay", "hay ban chinh", "can ban sao",
+        "can ban chinh", "mang ban sao", "mang ban chinh", "nop ban sao", "nop ban chinh",
+        "ban sao co", "ban chinh co",
     ),
     "forms": ("mau don", "to khai", "bieu mau", "mau to khai", "mau so", "mau giay", "don mau"),
     "fee": (

@@ -34,6 +34,20 @@ def test_the_intent_decides_only_without_a_cue() -> None:
     assert detect("đăng ký khai sinh", None).aspects == ("steps",)
 
 
+@pytest.mark.parametrize(("text", "aspects"), [
+    ("chứng thực bản sao trên mạng được không", ("online",)),
+    ("sao y bản chính bao nhiêu tiền 1 trang", ("fee",)),
+    ("xin bản sao trích lục kết hôn online được không", ("online",)),
+    ("nộp bản sao hay bản chính", ("documents",)),
+    ("bản sao có cần công chứng không", ("documents",)),
+    ("làm hộ chiếu cần mang bản chính căn cước không", ("documents",)),
+])
+def test_a_copy_named_is_not_a_question_about_papers(text: str, aspects: tuple) -> None:
+    """"bản sao", "bản chính" name what a procedure issues or certifies; only asking which
+    one to bring is a question about the papers."""
+    assert detect(text, "ask_procedure").aspects == aspects
+
+
 def test_a_situation_word_is_not_a_question_about_validity() -> None:
     """"hết hạn" describes the paper; only asking how long it is valid is validity."""
     assert "validity" not in detect("đổi bằng lái xe hết hạn", "ask_procedure").aspects
