@@ -32,7 +32,8 @@ from bot.gateway.app import create_app
 from bot.handover.models import Handover, HandoverMessage
 from bot.registry import locks
 from bot.retention import runs
-from bot.retention.purge import TABLES, purge, utcnow
+from bot.retention.purge import TABLES, purge
+from bot.timeutil import utcnow
 from tests.conftest import free_port, throwaway_postgres
 
 DAYS = 180

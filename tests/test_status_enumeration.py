@@ -174,7 +174,8 @@ def test_replicas_share_the_limits_exactly(shared_db: str) -> None:
     """Twelve look-ups at once from different clients (as from action server replicas,
     each its own connection and transaction): exactly the global limit is admitted."""
     from bot.catalog.models import StatusLookup
-    from bot.status.limits import ADMITTED, OVERALL, PER_CLIENT, LookupLimits, admit, utcnow
+    from bot.status.limits import ADMITTED, OVERALL, PER_CLIENT, LookupLimits, admit
+    from bot.timeutil import utcnow
 
     limits = LookupLimits(per_client=0, overall=5, window_minutes=60)
     assert admit(shared_db, "warm-up", WALKED[0], limits) == ADMITTED  # tables created

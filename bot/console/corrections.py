@@ -41,7 +41,6 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,6 +53,7 @@ from bot.atomic_file import write_atomic
 from bot.config import ROOT
 from bot.console.inbox_models import NluCorrection
 from bot.text import mask_pii, nfc
+from bot.timeutil import utcnow
 
 OUT_OF_SCOPE = "out_of_scope"
 DOMAIN_FILE = ROOT / "domain.yml"
@@ -439,7 +439,7 @@ def store_example(session: Session, text: str, intent: str,
         with session.begin_nested():
             session.add(NluCorrection(
                 key_sha256=key_digest(plain), intent=intent, example=line, text=plain,
-                created_by=by[:64], created_at=datetime.now(timezone.utc).replace(tzinfo=None)))
+                created_by=by[:64], created_at=utcnow()))
     except IntegrityError:  # another replica stored the same text a moment ago
         _duplicate_in(session, plain, corrections_file)
         raise

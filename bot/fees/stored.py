@@ -8,7 +8,6 @@ of re-reading every row (as the catalog's search index does with its revision).
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import select
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session
 from bot.atomic_file import write_atomic
 from bot.catalog.revision import bump_counter, get_counter
 from bot.fees.models import FeeOverride
+from bot.timeutil import utcnow
 
 COUNTER = "fee_overrides"
 
@@ -58,7 +58,7 @@ def save_text(session: Session, name: str, province: str, text: str, by: str) ->
     returns the text it replaced ('' if none)."""
     row = session.get(FeeOverride, name)
     old = row.content if row is not None else ""
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = utcnow()
     digest = hashlib.sha256(text.encode()).hexdigest()
     if row is None:
         session.add(FeeOverride(name=name, province=province, content=text, sha256=digest,

@@ -32,7 +32,6 @@ from typing import Any
 from bot.catalog.db import session_factory
 from bot.config import ROOT, Settings
 from bot.registry import locks
-from bot.registry.locks import utcnow
 from bot.registry.models import ModelVersion
 from bot.registry.registry import (
     ModelInfo,
@@ -46,6 +45,7 @@ from bot.registry.registry import (
     resolve,
     sync,
 )
+from bot.timeutil import utcnow
 
 TEST_FILE = ROOT / "tests" / "nlu_test.yml"
 CHANGE_EPSILON = 0.01  # per-intent F1 moves smaller than this are noise on ~10 examples

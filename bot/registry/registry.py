@@ -31,7 +31,6 @@ from sqlalchemy.orm import Session
 
 from bot.catalog.db import session_factory
 from bot.config import Settings
-from bot.registry.locks import utcnow
 from bot.registry.models import (
     ACTIVE,
     READY,
@@ -41,6 +40,7 @@ from bot.registry.models import (
     ModelActivation,
     ModelVersion,
 )
+from bot.timeutil import utcnow
 
 log = logging.getLogger("bot.registry")
 

@@ -41,7 +41,6 @@ from bot.catalog.db import session_factory
 from bot.config import ROOT, Settings
 from bot.registry import locks
 from bot.registry.evaluation import busy_message, display_path, evaluate
-from bot.registry.locks import utcnow
 from bot.registry.models import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, TrainingJob
 from bot.registry.registry import (
     RegistryError,
@@ -51,6 +50,7 @@ from bot.registry.registry import (
     loads,
     register_trained,
 )
+from bot.timeutil import utcnow
 
 HEARTBEAT_SECONDS = 10.0
 WRITE_EVERY = 1.0  # seconds between progress writes (a phase change is written at once)
