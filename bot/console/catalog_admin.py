@@ -24,7 +24,13 @@ from sqlalchemy.orm import Session, selectinload
 from bot.catalog.models import Alias, Procedure
 from bot.catalog.revision import bump_revision
 from bot.console.accounts import audit
-from bot.fees.overrides import OverrideError, load_file, load_text, override_files
+from bot.fees.overrides import (
+    OverrideError,
+    load_source,
+    load_text,
+    override_files,
+    override_sources,
+)
 from bot.fees.stored import save_text, stored_text, stored_texts
 from bot.text import fold, nfc
 
@@ -150,14 +156,12 @@ def _too_large(data: str) -> str | None:
 
 def _province_owners(s: Session, folder: Path, skip: str) -> dict[str, str]:
     """Province code → the other file (shipped or saved) that holds its rules."""
-    sources: dict[str, Path | str] = {p.name: p for p in override_files(folder)}
-    sources.update(stored_texts(s))
     owners: dict[str, str] = {}
-    for name, source in sorted(sources.items()):
+    for name, source in override_sources(folder, stored_texts(s)).items():
         if name == skip:
             continue
         try:
-            code = (load_file(source) if isinstance(source, Path) else load_text(name, source))[0]
+            code = load_source(name, source)[0]
         except OverrideError:
             continue  # a broken neighbour is reported by `bot fees check`, not here
         owners.setdefault(code, name)

@@ -206,6 +206,22 @@ def override_files(folder: Path) -> list[Path]:
     return [p for p in sorted(folder.glob("*.yaml")) if not p.name.startswith(".")]
 
 
+Source = Path | str  # a shipped file, or the text of an edit stored in the database
+
+
+def override_sources(folder: Path, stored: Mapping[str, str] | None = None) -> dict[str, Source]:
+    """Every override by file name, in name order: the shipped files of `folder`, where
+    `stored` (name → text) replaces a file of the same name or adds one."""
+    sources: dict[str, Source] = {p.name: p for p in override_files(folder)}
+    sources.update(stored or {})
+    return dict(sorted(sources.items()))
+
+
+def load_source(name: str, source: Source) -> tuple[str, list[Rule]]:
+    """`load_file` or `load_text`, whichever `source` is."""
+    return load_file(source) if isinstance(source, Path) else load_text(name, source)
+
+
 def load_overrides(folder: Path = OVERRIDES_DIR,
                    stored: Mapping[str, str] | None = None) -> dict[str, list[Rule]]:
     """Every override by province code: the `*.yaml` files of `folder`, where `stored`
@@ -215,17 +231,12 @@ def load_overrides(folder: Path = OVERRIDES_DIR,
     A missing folder means no shipped files. Two files for the same province are refused:
     which one wins would depend on file names.
     """
-    stored = stored or {}
-    sources: dict[str, Path | str] = {p.name: p for p in override_files(folder)}
-    sources.update(stored)
     out: dict[str, list[Rule]] = {}
     owner: dict[str, str] = {}
     errors: list[str] = []
-    for name in sorted(sources):
-        source = sources[name]
+    for name, source in override_sources(folder, stored).items():
         try:
-            code, rules = load_file(source) if isinstance(source, Path) \
-                else load_text(name, source)
+            code, rules = load_source(name, source)
         except OverrideError as exc:
             errors.append(str(exc))
             continue

@@ -46,7 +46,7 @@ class FeeBook:
     def load(cls, folder: Path = OVERRIDES_DIR, database_url: str | None = None) -> FeeBook:
         """Read and validate every override (OverrideError lists all problems): the files
         of `folder`, and the console's edits stored in the database of `database_url`."""
-        stored = read_stored(database_url)[1] if database_url else None
+        stored = read_stored(database_url) if database_url else None
         return cls(load_overrides(folder, stored))
 
     def rules_for(self, p: Procedure, province: str | None) -> list[Rule]:

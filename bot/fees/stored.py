@@ -37,13 +37,14 @@ def stored_text(session: Session, name: str) -> str | None:
     return row.content if row is not None else None
 
 
-def read_stored(database_url: str) -> tuple[int, dict[str, str]]:
-    """(revision, texts) in one transaction: the revision read first, so a save made
-    meanwhile is seen again at the next check rather than missed."""
+def read_stored(database_url: str) -> dict[str, str]:
+    """`stored_texts` in a session of its own (a reader reloading its rules). A reader
+    reads `read_revision` before this, so a save made in between is seen again at its
+    next check rather than missed."""
     from bot.catalog.db import session_scope
 
     with session_scope(database_url) as s:
-        return stored_revision(s), stored_texts(s)
+        return stored_texts(s)
 
 
 def read_revision(database_url: str) -> int:
