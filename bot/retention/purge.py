@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.catalog.db import session_scope
@@ -156,17 +157,17 @@ def _finished_events(run: _Run) -> ColumnElement[bool]:
 # --------------------------------------------------------------------------- batches
 
 
-def _each_batch(run: _Run, pk: Any, where: ColumnElement[bool],
+def _each_batch(run: _Run, keys_query: Select, key: Any,
                 work: Callable[[Session, list[Any]], None]) -> None:
-    """Call `work` with the primary keys of the next `run.batch` matching rows, each batch in
-    its own transaction, in key order (a batch whose rows changed meanwhile is skipped over,
-    not read again)."""
+    """Call `work` with the next `run.batch` keys `keys_query` selects, each batch in its own
+    transaction, in `key` order, each query going on after the last key of the one before
+    (a batch whose rows changed meanwhile is skipped over, not read again)."""
     after: Any = None
     while True:
         with session_scope(run.url) as s:
-            query = select(pk).where(where).order_by(pk).limit(run.batch)
+            query = keys_query.order_by(key).limit(run.batch)
             if after is not None:
-                query = query.where(pk > after)
+                query = query.where(key > after)
             keys = list(s.execute(query).scalars())
             if keys:
                 work(s, keys)
@@ -193,7 +194,7 @@ def _table(run: _Run, report: RetentionReport, name: str, model: Any, pk: Any,
                          .execution_options(synchronize_session=False))
         report.deleted[name] += done.rowcount
 
-    _each_batch(run, pk, where, work)
+    _each_batch(run, select(pk).where(where), pk, work)
 
 
 def _handovers(run: _Run, report: RetentionReport) -> None:
@@ -216,7 +217,7 @@ def _handovers(run: _Run, report: RetentionReport) -> None:
             delete(Handover).where(Handover.id.in_(keys), closed)
             .execution_options(synchronize_session=False)).rowcount
 
-    _each_batch(run, Handover.id, closed, work)
+    _each_batch(run, select(Handover.id).where(closed), Handover.id, work)
 
 
 def _conversations(run: _Run, report: RetentionReport) -> None:
@@ -240,19 +241,8 @@ def _conversations(run: _Run, report: RetentionReport) -> None:
             run, select(func.count()).select_from(NluReview).where(
                 NluReview.sender_id.in_(select(senders.c.sender_id))))
         return
-    after: str | None = None
-    while True:
-        with session_scope(run.url) as s:
-            query = stale.order_by(E.sender_id).limit(run.batch)
-            if after is not None:
-                query = query.where(E.sender_id > after)
-            senders = list(s.execute(query).scalars())
-            if senders:
-                _delete_conversations(s, run, report, senders)
-        if len(senders) < run.batch:
-            return
-        after = senders[-1]
-        run.next_batch()
+    _each_batch(run, stale, E.sender_id,
+                lambda s, senders: _delete_conversations(s, run, report, senders))
 
 
 def _delete_conversations(s: Session, run: _Run, report: RetentionReport,
