@@ -67,7 +67,7 @@ def write_augmented(out_dir: Path = AUGMENTED_DIR, extra: Sequence[Path] = ()) -
     return path
 
 
-def stored_corrections(database_url: str, nlu_dir: Path = NLU_DIR) -> str | None:
+def pending_corrections(database_url: str, nlu_dir: Path = NLU_DIR) -> str | None:
     """The console's corrections in the database that no file of `nlu_dir` holds yet, as a
     Rasa NLU file; None when there are none. Without them, a correction made on one gateway
     replica would never reach a model."""
@@ -79,9 +79,9 @@ def stored_corrections(database_url: str, nlu_dir: Path = NLU_DIR) -> str | None
 
 
 def write_stored_corrections(database_url: str, out_dir: Path) -> Path | None:
-    """Write `stored_corrections` into `out_dir` (a stale file is removed when none)."""
+    """Write `pending_corrections` into `out_dir` (a stale file is removed when none)."""
     path = out_dir / STORED_CORRECTIONS
-    document = stored_corrections(database_url)
+    document = pending_corrections(database_url)
     if document is None:
         path.unlink(missing_ok=True)
         return None

@@ -168,7 +168,7 @@ def data_fingerprint(settings: Settings, config: Path) -> str:
     Two models with the same fingerprint were trained on the same inputs, so a difference
     between them is training noise, not a data change.
     """
-    from bot.training import catalog_fingerprint, stored_corrections
+    from bot.training import catalog_fingerprint, pending_corrections
 
     digest = hashlib.sha256()
     files = [ROOT / "domain.yml", config]
@@ -182,7 +182,8 @@ def data_fingerprint(settings: Settings, config: Path) -> str:
     except Exception:  # noqa: BLE001 - an unreadable catalog must not stop the fingerprint
         digest.update(b"catalog:unavailable")
     try:
-        digest.update(b"corrections\0" + (stored_corrections(settings.database_url) or "").encode())
+        pending = pending_corrections(settings.database_url) or ""
+        digest.update(b"corrections\0" + pending.encode())
     except Exception:  # noqa: BLE001 - likewise
         digest.update(b"corrections:unavailable")
     return digest.hexdigest()
