@@ -163,10 +163,15 @@ def test_each_regex_on_outside_input_is_linear(name: str) -> None:
         reference = _best(_reference, text)
         limit = MAX_RATIO * reference
         took = _once(f, text)
-        if limit < took < 20 * limit:  # perhaps a hiccup of the machine: measure again
-            took = min(took, _best(f, text, 5))
-            reference = min(reference, _best(_reference, text, 5))
-            limit = MAX_RATIO * reference
+        if took > limit:  # perhaps a hiccup of the machine: measure again
+            # A stall can be long (a fresh-clone CI run saw one call take 1.5 s while the
+            # session model trained on both cores); a quadratic pattern is as slow the
+            # second time, and then is not run five times more.
+            took = min(took, _once(f, text))
+            if took < 20 * limit:
+                took = min(took, _best(f, text, 5))
+                reference = min(reference, _best(_reference, text, 5))
+                limit = MAX_RATIO * reference
         assert took <= limit, (
             f"{name} on 16 KB of {label!r}: {took * 1000:.1f} ms, "
             f"{took / reference:.0f}x the linear reference ({reference * 1000:.2f} ms)"
