@@ -8,7 +8,6 @@ into `{"error": {"code", "message"}}` with a machine code and a Vietnamese messa
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -47,8 +46,16 @@ CSP = (
 )
 
 
-# Readable Vietnamese in replies (and ~half the bytes of \uXXXX escapes); still UTF-8 JSON.
-dumps = functools.partial(json.dumps, ensure_ascii=False)
+def dumps(data: Any) -> str:
+    """Readable Vietnamese in replies (and ~half the bytes of \\uXXXX escapes); still UTF-8
+    JSON. Text from outside may hold a lone surrogate ("\\ud800" in a Zalo event's JSON),
+    which UTF-8 cannot encode: such a reply is escaped instead of failing with a 500."""
+    text = json.dumps(data, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data)
+    return text
 
 
 def json_response(
